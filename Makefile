@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make train` and `make test`. Both install what is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# CPU machines get the CPU build of torch (small, found locally); GPU machines the default build.
+TORCH  ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch>=2.4$(comma)<2.15,torch==2.13.0)
+comma  := ,
+export NO_ALBUMENTATIONS_UPDATE ?= 1
+export PYTHONUNBUFFERED ?= 1
+
+.PHONY: install train test test-full lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+train: install
+	$(PY) src/train.py model=resunet $(ARGS)
+
+test: install
+	WANDB_MODE=offline $(PY) -m pytest -q $(ARGS)
+
+test-full: install
+	WANDB_MODE=offline $(PY) -m pytest -q -m "" $(ARGS)
+
+lint: install
+	$(PY) -m ruff check src tests
+	$(PY) -m ruff format --check src tests
+
+format: install
+	$(PY) -m ruff format src tests
+	$(PY) -m ruff check --fix src tests
+
+clean:
+	rm -rf logs outputs multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,42 @@
+"""Non-learned references that every evaluation reports beside the model."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hintcolor.data.hints import Hints
+
+
+def gray_baseline(l_norm: Tensor) -> Tensor:
+    """ab = 0 everywhere: the grayscale image itself."""
+    b, _, h, w = l_norm.shape
+    return l_norm.new_zeros(b, 2, h, w)
+
+
+def idw_baseline(hints: Hints, shape: tuple[int, int, int, int], power: float = 2.0) -> Tensor:
+    """Inverse-distance-weighted interpolation of the hint colours (Shepard's method).
+
+    Each pixel gets sum_i w_i c_i / sum_i w_i with w_i = 1 / d_i^power, d_i the distance to
+    hint i's patch centre; hinted pixels keep their hint colour. No hints: ab = 0.
+    Written out rather than taken from scipy because it runs batched on torch tensors,
+    on whatever device the hints live.
+    """
+    b, _, h, w = shape
+    device = hints.ab.device
+    out = torch.zeros(b, 2, h, w, device=device)
+    ys = torch.arange(h, device=device, dtype=torch.float32)
+    xs = torch.arange(w, device=device, dtype=torch.float32)
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)  # (HW, 2)
+    for i in range(b):
+        mine = hints.centers[:, 0] == i
+        if not bool(mine.any()):
+            continue
+        centers = hints.centers[mine, 1:].float()
+        colors = hints.colors[mine].float()
+        dist2 = torch.cdist(grid, centers).pow(2).clamp_min(1e-6)  # (HW, N)
+        weights = dist2.pow(-power / 2)
+        ab = (weights @ colors) / weights.sum(dim=1, keepdim=True)
+        out[i] = ab.T.reshape(2, h, w)
+    mask = hints.mask.bool().expand_as(out)
+    return torch.where(mask, hints.ab.float(), out)

@@ -1,0 +1,173 @@
+"""The LightningDataModule: photo folders in, model-ready batches out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from hintcolor.data.color import rgb_uint8_to_normalized_lab
+from hintcolor.data.dataset import PhotoDataset, collate_skip_failed
+from hintcolor.data.hints import HintSimulator, model_input
+from hintcolor.data.images import find_images, log_report, scan_images
+
+log = logging.getLogger(__name__)
+
+STAGES = ("train", "val", "test")
+
+
+def make_batch(
+    rgb: torch.Tensor, simulator: HintSimulator, indices: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """uint8 RGB (B,3,H,W) -> the model's batch, computed on ``rgb``'s device.
+
+    Done once per batch rather than per sample in the workers: Lab conversion and hint
+    rendering vectorise over the batch and run on the accelerator when there is one.
+    ``indices`` make the hints deterministic per image (evaluation).
+    """
+    l_norm, ab = rgb_uint8_to_normalized_lab(rgb)
+    hints = simulator(ab, indices)
+    return {
+        "input": model_input(l_norm, hints),
+        "l": l_norm,
+        "ab": ab,
+        "rgb": rgb.float() / 255.0,
+        "hint_count": hints.count(rgb.shape[0]),
+    }
+
+
+class ColorizationDataModule(L.LightningDataModule):
+    """Photos from ``train_dir``/``val_dir``/``test_dir``, or one ``root`` split by seed.
+
+    Missing or empty folders fail at construction/set-up, naming the path; grayscale and
+    unreadable photos are skipped and counted in the log.
+    """
+
+    def __init__(
+        self,
+        hints: HintSimulator,
+        train_transform: Callable[..., dict],
+        eval_transform: Callable[..., dict],
+        train_dir: str | None = None,
+        val_dir: str | None = None,
+        test_dir: str | None = None,
+        root: str | None = None,
+        split: Mapping[str, float] | None = None,
+        split_seed: int = 0,
+        image_size: int = 128,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        train_repeats: int = 1,
+        pin_memory: bool = False,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if image_size < 1:
+            raise ValueError(f"data.image_size must be >= 1, got {image_size}")
+        self.hints = hints
+        self.transforms = {"train": train_transform, "val": eval_transform, "test": eval_transform}
+        self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
+        self.root = root
+        self.split = dict(split or {"train": 0.8, "val": 0.1, "test": 0.1})
+        self.split_seed = split_seed
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.train_repeats = train_repeats
+        self.pin_memory = pin_memory
+        self.cache_dir = cache_dir
+        self.datasets: dict[str, PhotoDataset] = {}
+        self._check_paths()
+
+    def _check_paths(self) -> None:
+        """Fail at start-up, naming the path, rather than when a loader first needs it."""
+        named = {f"data.{s}_dir": d for s, d in self.dirs.items() if d is not None}
+        if self.root is not None:
+            if named:
+                raise ValueError(f"set either data.root or {', '.join(named)}, not both")
+            named = {"data.root": self.root}
+            bad = {k: v for k, v in self.split.items() if k not in STAGES or v < 0}
+            if bad or not 0 < sum(self.split.values()) <= 1.0 + 1e-9:
+                raise ValueError(f"data.split must be fractions of train/val/test, got {self.split}")
+        elif not named:
+            raise ValueError("no data: set data.train_dir/val_dir/test_dir or data.root")
+        for key, path in named.items():
+            if not Path(path).is_dir():
+                raise FileNotFoundError(f"{key}: folder {path} does not exist")
+
+    def _files(self) -> dict[str, list[Path]]:
+        if self.root is None:
+            return {s: find_images(d) for s, d in self.dirs.items() if d is not None}
+        files = find_images(self.root)
+        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.split_seed))
+        shuffled = [files[i] for i in order]
+        out, start = {}, 0
+        for stage in STAGES:
+            n = round(self.split.get(stage, 0.0) * len(files))
+            if n:
+                out[stage] = sorted(shuffled[start : start + n])
+            start += n
+        return out
+
+    def prepare_data(self) -> None:
+        # Rank 0 only: vet every file once; set-up on every rank then reads the cache.
+        for stage_files in self._files().values():
+            scan_images(stage_files, self.cache_dir, workers=os.cpu_count() or 1)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        for name, files in self._files().items():
+            report = scan_images(files, self.cache_dir, workers=os.cpu_count() or 1)
+            log_report(report, name)
+            if not report.usable:
+                where = self.dirs.get(name) or self.root
+                raise ValueError(f"{name}: no usable colour photos under {where}")
+            repeats = self.train_repeats if name == "train" else 1
+            self.datasets[name] = PhotoDataset(report.usable, self.transforms[name], repeats)
+
+    def _loader(self, name: str) -> DataLoader:
+        if name not in self.datasets:
+            raise ValueError(f"no {name} data configured (set data.{name}_dir or data.root)")
+        train = name == "train"
+        return DataLoader(
+            self.datasets[name],
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train and len(self.datasets[name]) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            collate_fn=collate_skip_failed,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def has(self, name: str) -> bool:
+        return name in self.datasets or self.dirs.get(name) is not None or (
+            self.root is not None and self.split.get(name, 0) > 0
+        )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if batch is None:  # every sample of the batch failed to load
+            return None
+        rgb, indices = batch
+        training = self.trainer is not None and self.trainer.training
+        return make_batch(rgb, self.hints, None if training else indices)

@@ -1,0 +1,61 @@
+"""A dataset of photo files: decode, augment, hand back uint8 RGB and the image's index."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from hintcolor.data.images import load_rgb
+
+log = logging.getLogger(__name__)
+
+
+class PhotoDataset(Dataset):
+    """Photos as ``(rgb uint8 (3,H,W), index)``; colour conversion happens on the batch.
+
+    ``repeats`` makes an epoch visit each photo several times (with fresh random crops),
+    which keeps epochs of a small folder from being a handful of steps long.
+    A file that fails to decode is logged once and yields ``None``, which
+    :func:`collate_skip_failed` drops, so a bad file never stops a run.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        transform: Callable[..., dict] | None = None,
+        repeats: int = 1,
+    ) -> None:
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        self.files = list(files)
+        self.transform = transform
+        self.repeats = repeats
+        self._reported: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.files) * self.repeats
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        index = index % len(self.files)
+        try:
+            rgb = load_rgb(self.files[index])
+            if self.transform is not None:
+                rgb = self.transform(image=rgb)["image"]
+        except Exception as exc:  # a file that changed or broke after the start-up scan
+            if index not in self._reported:
+                self._reported.add(index)
+                log.warning(f"skipping unreadable image {self.files[index]}: {exc}")
+            return None
+        rgb = np.ascontiguousarray(rgb.transpose(2, 0, 1))
+        return torch.from_numpy(rgb), index
+
+
+def collate_skip_failed(samples: list) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Default collation minus the samples that failed to load (None if all failed)."""
+    samples = [s for s in samples if s is not None]
+    return default_collate(samples) if samples else None

@@ -1,0 +1,218 @@
+"""What ``src/eval.py`` does: PSNR/SSIM at fixed hint counts, model vs non-learned references.
+
+Protocol (Zhang et al. 2017): images resized (shorter side) and centre-cropped to 256x256;
+for each k, k patches of 6x6 at clipped-Gaussian locations carrying the patch's mean ab,
+drawn with a generator seeded per image, so every method and every run sees the same hints.
+PSNR is computed per image on RGB in [0, 1], then averaged over images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from rich.console import Console
+from rich.table import Table
+from torch import Tensor, nn
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from hintcolor.baselines import gray_baseline, idw_baseline
+from hintcolor.config import check_ckpt_path
+from hintcolor.data.color import normalized_lab_to_rgb, rgb_uint8_to_normalized_lab
+from hintcolor.data.hints import FixedHints, model_input
+from hintcolor.utils.hardware import fast_precision
+
+log = logging.getLogger(__name__)
+
+METHODS = ("model", "gray", "idw")
+
+
+def load_backbone(ckpt_path: str | Path) -> tuple[nn.Module, DictConfig]:
+    """Rebuild the trained backbone from a checkpoint alone (no pickled code executed)."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if "hintcolor_config" not in ckpt:
+        raise ValueError(f"{ckpt_path} is not a hintcolor checkpoint (no hintcolor_config)")
+    train_cfg = OmegaConf.create(ckpt["hintcolor_config"])
+    backbone = instantiate(train_cfg.model.backbone)
+    prefix = "backbone."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    backbone.load_state_dict(state)
+    return backbone.eval(), train_cfg
+
+
+def psnr_per_image(pred: Tensor, target: Tensor) -> Tensor:
+    mse = (pred - target).pow(2).flatten(1).mean(dim=1).clamp_min(1e-10)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+def ssim_per_image(pred: Tensor, target: Tensor) -> Tensor:
+    return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "auto":
+        precision = fast_precision(device.type)
+    if precision.startswith("bf16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision.startswith("16"):
+        return torch.autocast(device.type, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
+    """Run the protocol; write CSV, JSON, Markdown and a PNG plot into ``output_dir``."""
+    check_ckpt_path(cfg.get("ckpt_path"), required=True)
+    backbone, train_cfg = load_backbone(cfg.ckpt_path)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    backbone.to(device)
+    if train_cfg.get("channels_last"):
+        backbone.to(memory_format=torch.channels_last)
+
+    with open_dict(cfg):
+        cfg.data.image_size = cfg.image_size
+        cfg.data.eval_batch_size = cfg.batch_size
+    datamodule = instantiate(cfg.data, hints=FixedHints())
+    datamodule.setup("test")
+    split = cfg.split
+    if split == "auto":
+        split = "test" if "test" in datamodule.datasets else "val"
+    loader = datamodule._loader(split)
+    n_images = len(loader.dataset)
+    log.info(f"evaluating {cfg.ckpt_path} on {n_images} {split} images, k = {list(cfg.hint_counts)}")
+
+    scores: dict[tuple[str, int], dict[str, list[Tensor]]] = defaultdict(lambda: defaultdict(list))
+    seen = 0
+    for batch in loader:
+        if batch is None:
+            continue
+        rgb_u8, indices = batch
+        if cfg.limit is not None and seen >= cfg.limit:
+            break
+        rgb_u8, indices = rgb_u8.to(device), indices
+        l_norm, ab = rgb_uint8_to_normalized_lab(rgb_u8)
+        target = rgb_u8.float() / 255.0
+        seen += rgb_u8.shape[0]
+        for k in cfg.hint_counts:
+            sim = FixedHints(k=k, patch_size=cfg.patch_size, location=cfg.location, seed=cfg.seed)
+            hints = sim(ab, indices)
+            x = model_input(l_norm, hints)
+            if train_cfg.get("channels_last"):
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, cfg.get("precision", "auto")):
+                pred_model = backbone(x)
+            preds = {
+                "model": pred_model.float(),
+                "gray": gray_baseline(l_norm),
+                "idw": idw_baseline(hints, tuple(ab.shape), cfg.idw_power),
+            }
+            for method, pred_ab in preds.items():
+                rgb = normalized_lab_to_rgb(l_norm, pred_ab).clamp(0, 1)
+                scores[(method, k)]["psnr"].append(psnr_per_image(rgb, target).cpu())
+                scores[(method, k)]["ssim"].append(ssim_per_image(rgb, target).cpu())
+
+    rows = []
+    for (method, k), values in scores.items():
+        psnr = torch.cat(values["psnr"])
+        ssim = torch.cat(values["ssim"])
+        rows.append(
+            {
+                "method": method,
+                "k": int(k),
+                "psnr": float(psnr.mean()),
+                "psnr_std": float(psnr.std()) if psnr.numel() > 1 else 0.0,
+                "ssim": float(ssim.mean()),
+                "n_images": int(psnr.numel()),
+            }
+        )
+    rows.sort(key=lambda r: (METHODS.index(r["method"]), r["k"]))
+    result = {
+        "checkpoint": str(cfg.ckpt_path),
+        "model": train_cfg.model.name,
+        "split": split,
+        "images": seen,
+        "protocol": {
+            "image_size": cfg.image_size,
+            "patch_size": cfg.patch_size,
+            "location": cfg.location,
+            "seed": cfg.seed,
+            "hint_counts": list(cfg.hint_counts),
+            "idw_power": cfg.idw_power,
+        },
+        "rows": rows,
+    }
+    write_results(result, Path(output_dir))
+    return result
+
+
+def markdown_table(rows: list[dict[str, Any]], metric: str, digits: int = 2) -> str:
+    ks = sorted({r["k"] for r in rows})
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    value = {(r["method"], r["k"]): r[metric] for r in rows}
+    head = f"| {metric.upper()} | " + " | ".join(f"k={k}" for k in ks) + " |"
+    lines = [head, "|" + " --- |" * (len(ks) + 1)]
+    for m in methods:
+        cells = " | ".join(f"{value[(m, k)]:.{digits}f}" for k in ks)
+        lines.append(f"| {m} | {cells} |")
+    return "\n".join(lines)
+
+
+def write_results(result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = result["rows"]
+    with open(out / "psnr_at_k.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "psnr_at_k.json").write_text(json.dumps(result, indent=2))
+    md = (
+        f"Model `{result['model']}` ({result['checkpoint']}), {result['images']} images "
+        f"({result['split']}), {result['protocol']['image_size']}px, "
+        f"{result['protocol']['patch_size']}x{result['protocol']['patch_size']} hint patches.\n\n"
+        + markdown_table(rows, "psnr")
+        + "\n\n"
+        + markdown_table(rows, "ssim", digits=4)
+        + "\n"
+    )
+    (out / "psnr_at_k.md").write_text(md)
+    _plot(rows, out / "psnr_at_k.png")
+
+    table = Table(title=f"PSNR (dB) vs hints - {result['model']}, {result['images']} images")
+    ks = sorted({r["k"] for r in rows})
+    table.add_column("method")
+    for k in ks:
+        table.add_column(f"k={k}", justify="right")
+    value = {(r["method"], r["k"]): r["psnr"] for r in rows}
+    for m in METHODS:
+        table.add_row(m, *(f"{value[(m, k)]:.2f}" for k in ks))
+    Console().print(table)
+    log.info(f"results: {out / 'psnr_at_k.md'} (and .csv, .json, .png)")
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in METHODS:
+        pts = sorted((r["k"], r["psnr"]) for r in rows if r["method"] == m)
+        # k=0 cannot sit on a log axis: plot it at 0.5 and label it.
+        ax.plot([max(k, 0.5) for k, _ in pts], [p for _, p in pts], marker="o", label=m)
+    ax.set_xscale("log")
+    ax.set_xlabel("hints per image (k; 0 plotted at 0.5)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,114 @@
+"""The LightningModule: any backbone, the loss, metrics, optimiser and schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from hintcolor.data.color import normalized_lab_to_rgb
+from hintcolor.models.losses import ColorizationLoss
+
+
+class ColorizationModule(L.LightningModule):
+    """Predicts ab from (L, hint ab, mask) with whatever backbone it is given.
+
+    ``optimizer`` and ``scheduler`` are plain config mappings (Hydra ``_target_`` with
+    ``_partial_: true``), so checkpoints hold no pickled objects and load with
+    ``weights_only=True``. ``config`` is the run's resolved configuration, stored in every
+    checkpoint so ``eval.py`` can rebuild the backbone from the checkpoint alone.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        loss: dict[str, float],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        channels_last: bool = False,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "config"], logger=False)
+        self.backbone = backbone
+        self.criterion = ColorizationLoss(**loss)
+        self.config = config
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.backbone.to(memory_format=self.memory_format)
+
+        # PSNR per image, then averaged over images, as Zhang et al. report it.
+        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
+        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self.test_psnr = self.val_psnr.clone()
+        self.test_ssim = self.val_ssim.clone()
+        self.val_psnr_best = MaxMetric()
+        self.train_loss = MeanMetric()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B,4,H,W) model input -> normalised ab (B,2,H,W), float32."""
+        return self.backbone(x.contiguous(memory_format=self.memory_format)).float()
+
+    def on_train_start(self) -> None:
+        # The sanity check's validation must not count as the best epoch.
+        self.val_psnr_best.reset()
+
+    def training_step(self, batch: dict[str, Tensor] | None, batch_idx: int) -> Tensor | None:
+        if batch is None:  # every photo in this batch failed to load: skip the step
+            return None
+        terms = self.criterion(self(batch["input"]), batch["ab"], batch["l"])
+        bs = batch["input"].shape[0]
+        self.train_loss(terms["loss"].detach())
+        for name, value in terms.items():
+            self.log(f"train/{name}", value.detach(), batch_size=bs, prog_bar=name == "loss")
+        self.log("train/hints_per_image", batch["hint_count"].float().mean(), batch_size=bs)
+        return terms["loss"]
+
+    def _evaluate(self, batch: dict[str, Tensor] | None, stage: str) -> None:
+        if batch is None:
+            return
+        pred = self(batch["input"])
+        terms = self.criterion(pred, batch["ab"], batch["l"])
+        psnr, ssim = getattr(self, f"{stage}_psnr"), getattr(self, f"{stage}_ssim")
+        # Metrics in fp32 whatever the training precision, so runs compare across precisions.
+        with torch.autocast(pred.device.type, enabled=False):
+            rgb = normalized_lab_to_rgb(batch["l"], pred).clamp(0, 1)
+            psnr(rgb, batch["rgb"])
+            ssim(rgb, batch["rgb"])
+        bs = pred.shape[0]
+        self.log(f"{stage}/loss", terms["loss"], batch_size=bs, sync_dist=True)
+        self.log(f"{stage}/psnr", psnr, batch_size=bs, prog_bar=True)
+        self.log(f"{stage}/ssim", ssim, batch_size=bs)
+
+    def validation_step(self, batch: dict[str, Tensor] | None, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor] | None, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        # torchmetrics syncs across DDP processes in compute().
+        self.val_psnr_best(self.val_psnr.compute())
+        self.log("val/psnr_best", self.val_psnr_best.compute(), prog_bar=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        sched_cfg = self.hparams.scheduler
+        if not sched_cfg or sched_cfg.get("scheduler") is None:
+            return {"optimizer": optimizer}
+        scheduler = instantiate(sched_cfg["scheduler"])(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": sched_cfg.get("interval", "epoch"),
+                "monitor": sched_cfg.get("monitor", "val/loss"),
+            },
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["hintcolor_config"] = self.config

@@ -1,0 +1,90 @@
+"""What ``src/train.py`` does: build a run from its config, fit, optionally test."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.errors import InstantiationException
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from hintcolor.build import (
+    build_backbone,
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    build_trainer,
+    plain,
+)
+from hintcolor.config import ConfigError, check_train_config
+
+log = logging.getLogger(__name__)
+
+
+def as_config_error(exc: Exception) -> ConfigError:
+    """The root cause of a failed set-up as one line (Hydra wraps errors of ``_target_``s)."""
+    while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, InstantiationException):
+        return ConfigError(str(exc).splitlines()[0])
+    return exc if isinstance(exc, ConfigError) else ConfigError(f"{type(exc).__name__}: {exc}")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and test) as configured; returns the final metrics as floats."""
+    L.seed_everything(cfg.seed, workers=True)
+    try:
+        backbone = build_backbone(cfg.model)
+        check_train_config(cfg, getattr(backbone, "stride", 1))
+        module = build_module(cfg, backbone)
+        datamodule = build_datamodule(cfg.data, cfg.hints)
+        # Vet the photos now: an empty folder fails here, before any training.
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        trainer = build_trainer(cfg.trainer, build_callbacks(cfg), build_loggers(cfg))
+    except (ConfigError, InstantiationException, OSError, ValueError, TypeError) as exc:
+        raise as_config_error(exc) from exc
+
+    for logger in trainer.loggers:
+        logger.log_hyperparams(plain(cfg))
+    n_params = sum(p.numel() for p in backbone.parameters())
+    log.info(f"backbone {cfg.model.name}: {n_params / 1e6:.2f} M parameters")
+    log.info(f"precision {trainer.precision}, channels_last={cfg.channels_last}")
+
+    if cfg.get("train", True):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    if cfg.get("test", False):
+        best = _checkpoint(trainer, "best_model_path")
+        if best is None:
+            log.warning("no best checkpoint; testing the current weights")
+        trainer.test(module, datamodule=datamodule, ckpt_path=best)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+    _report(trainer, metrics)
+    return metrics
+
+
+def _checkpoint(trainer: L.Trainer, attr: str) -> str | None:
+    cb = trainer.checkpoint_callback
+    path = getattr(cb, attr, "") if isinstance(cb, ModelCheckpoint) else ""
+    return path or None
+
+
+def _report(trainer: L.Trainer, metrics: dict[str, Any]) -> None:
+    lines = ["run finished"]
+    for label, attr in (("best checkpoint", "best_model_path"), ("last checkpoint", "last_model_path")):
+        path = _checkpoint(trainer, attr)
+        if path:
+            lines.append(f"  {label}: {path}")
+    for logger in trainer.loggers:
+        if logger.log_dir:
+            lines.append(f"  metrics ({type(logger).__name__}): {Path(logger.log_dir) / 'metrics.csv'}")
+    shown = {k: round(v, 4) for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))}
+    lines.append(f"  metrics: {OmegaConf.to_yaml(OmegaConf.create(shown)).strip() or '-'}".replace("\n", ", "))
+    log.info("\n".join(lines))

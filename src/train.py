@@ -1,0 +1,28 @@
+"""Train a hint-colorization model: python src/train.py [model=resunet] [key=value ...]"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
+
+from hintcolor.config import ConfigError  # noqa: E402
+from hintcolor.training import train  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = train(cfg)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    return None if value is None else float(value)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Tests for the colorization backbones (small widths keep the file fast on CPU)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise
+
+import pytest
+import torch
+from torch import nn
+
+from hintcolor.models.backbones import SIGGRAPH17, ResUNet, UNet
+from hintcolor.models.backbones.common import crop_to, pad_to_multiple
+
+SMALL_MODELS: dict[str, Callable[[], nn.Module]] = {
+    "resunet": lambda: ResUNet(widths=(8, 16, 32), bridge=64),
+    "siggraph17": lambda: SIGGRAPH17(width_mult=0.125),
+    "siggraph17_cls": lambda: SIGGRAPH17(width_mult=0.125, classification_head=True),
+    "unet": lambda: UNet(depth=3, base_width=8),
+    "unet_bilinear": lambda: UNet(depth=3, base_width=8, bilinear=True),
+}
+SIZES = [(1, 1), (17, 23), (33, 65), (64, 64), (31, 8)]
+
+
+@pytest.fixture(params=list(SMALL_MODELS), ids=list(SMALL_MODELS))
+def model(request: pytest.FixtureRequest) -> nn.Module:
+    torch.manual_seed(0)
+    return SMALL_MODELS[request.param]()
+
+
+def _n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def _input(h: int = 24, w: int = 20, b: int = 2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(b, 4, h, w, generator=g) * 2 - 1
+    x[:, 3] = (x[:, 3] > 0.8).float()  # binary hint mask
+    x[:, 1:3] *= x[:, 3:4]  # hints only where the mask is set
+    return x
+
+
+def _first_conv(m: nn.Module) -> nn.Conv2d:
+    return next(mod for mod in m.modules() if isinstance(mod, nn.Conv2d))
+
+
+def test_pad_and_crop_roundtrip() -> None:
+    x = torch.randn(2, 3, 5, 9)
+    padded, size = pad_to_multiple(x, 8)
+    assert padded.shape == (2, 3, 8, 16)
+    assert size == (5, 9)
+    assert torch.equal(crop_to(padded, size), x)
+    assert torch.equal(padded[:, :, 7, :9], x[:, :, 4, :])  # replicate, not zeros
+    one, _ = pad_to_multiple(torch.randn(1, 1, 1, 1), 16)  # reflect would fail here
+    assert one.shape == (1, 1, 16, 16)
+    same, _ = pad_to_multiple(x, 1)
+    assert same is x
+
+
+def test_stride_attribute() -> None:
+    assert ResUNet(widths=(8, 16, 32), bridge=64).stride == 8
+    assert ResUNet(widths=(8, 16, 32, 64), bridge=64).stride == 16
+    assert SIGGRAPH17(width_mult=0.125).stride == 8
+    assert UNet(depth=3, base_width=8).stride == 8
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
+def test_output_shape_and_range(model: nn.Module, size: tuple[int, int]) -> None:
+    h, w = size
+    model.eval()
+    with torch.no_grad():
+        y = model(_input(h, w))
+    assert y.shape == (2, 2, h, w)
+    assert y.dtype == torch.float32
+    assert torch.isfinite(y).all()
+    assert y.abs().max() < 1
+
+
+def test_channels_last_matches_contiguous(model: nn.Module) -> None:
+    model.eval()
+    x = _input(33, 27)
+    with torch.no_grad():
+        ref = model(x)
+        out = model(x.to(memory_format=torch.channels_last))
+        model.to(memory_format=torch.channels_last)
+        out_cl_model = model(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out_cl_model, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_autocast_close_to_fp32(model: nn.Module) -> None:
+    model.eval()
+    x = _input(32, 40)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+    assert out.shape == ref.shape
+    assert torch.isfinite(out).all()
+    err = (out.float() - ref).abs()
+    assert err.max() < 0.1
+    assert err.mean() < 0.02
+
+
+def test_gradient_reaches_first_layer(model: nn.Module) -> None:
+    model.train()
+    y = model(_input(19, 21))
+    y.square().mean().backward()
+    grad = _first_conv(model).weight.grad
+    assert grad is not None
+    assert torch.isfinite(grad).all()
+    assert grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("channel", [1, 2, 3], ids=["hint_a", "hint_b", "mask"])
+def test_hint_channels_change_output(model: nn.Module, channel: int) -> None:
+    model.eval()
+    x = _input(24, 24)
+    x2 = x.clone()
+    x2[:, channel, 8:16, 8:16] = 0.7 if channel < 3 else 1.0 - x2[:, 3, 8:16, 8:16]
+    with torch.no_grad():
+        diff = (model(x) - model(x2)).abs()
+    assert diff.max() > 1e-6
+
+
+def test_siggraph17_classification_logits() -> None:
+    torch.manual_seed(0)
+    m = SIGGRAPH17(width_mult=0.125, classification_head=True).eval()
+    x = _input(17, 23)
+    with torch.no_grad():
+        ab, logits = m.forward_with_logits(x)
+        ab_plain = m(x)
+    assert logits is not None
+    assert logits.shape == (2, 529, 5, 6)  # ceil(17/4), ceil(23/4)
+    torch.testing.assert_close(ab, ab_plain)
+    _, none_logits = SIGGRAPH17(width_mult=0.125).forward_with_logits(x)
+    assert none_logits is None
+
+
+def _unet_param_count(cin: int, cout: int, depth: int, base: int) -> int:
+    """Closed form for UNet(bilinear=False): bias-free convs + BN (2 params/channel)."""
+
+    def double(a: int, b: int) -> int:
+        return 9 * a * b + 9 * b * b + 4 * b
+
+    widths = [base * 2**i for i in range(depth + 1)]
+    n = double(cin, widths[0])
+    n += sum(double(a, b) for a, b in pairwise(widths))
+    for a, b in zip(widths[:0:-1], widths[-2::-1], strict=True):
+        n += 4 * a * b + b  # ConvTranspose2d(a, b, 2, 2) with bias
+        n += double(2 * b, b)
+    return n + widths[0] * cout + cout
+
+
+def test_default_parameter_counts() -> None:
+    resunet = _n_params(ResUNet())
+    siggraph = _n_params(SIGGRAPH17())
+    siggraph_cls = _n_params(SIGGRAPH17(classification_head=True))
+    unet = _n_params(UNet())
+    assert 7_000_000 <= resunet <= 9_500_000, resunet
+    assert 30_000_000 <= siggraph <= 36_000_000, siggraph
+    assert siggraph_cls - siggraph == 256 * 529 + 529  # 1x1 conv 256 -> 529 bins with bias
+    assert unet == _unet_param_count(4, 2, depth=4, base=64)
+    assert 30_000_000 <= unet <= 32_000_000, unet
