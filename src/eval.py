@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
 
-from hintcolor.config import ConfigError  # noqa: E402
-from hintcolor.evaluation import evaluate  # noqa: E402
+from hintcolor.config import ConfigError
+from hintcolor.evaluation import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
 
-from hintcolor.config import ConfigError  # noqa: E402
-from hintcolor.training import train  # noqa: E402
+from hintcolor.config import ConfigError
+from hintcolor.training import train
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

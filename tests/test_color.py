@@ -20,9 +20,9 @@ def test_known_colours():
     lab = rgb_to_lab(white).flatten()
     assert abs(lab[0] - 100) < 1e-2 and lab[1:].abs().max() < 1e-2
     red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
-    l, a, b = rgb_to_lab(red).flatten().tolist()
+    lightness, a, b = rgb_to_lab(red).flatten().tolist()
     # CIE Lab of sRGB red (D65): L=53.24, a=80.09, b=67.20
-    assert abs(l - 53.24) < 0.1 and abs(a - 80.09) < 0.2 and abs(b - 67.20) < 0.2
+    assert abs(lightness - 53.24) < 0.1 and abs(a - 80.09) < 0.2 and abs(b - 67.20) < 0.2
 
 
 def test_normalisation_as_zhang17():

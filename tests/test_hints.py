@@ -66,7 +66,12 @@ def test_patch_colour_is_patch_mean_and_mask_exact():
 
 @pytest.mark.parametrize(
     "sim",
-    [Zhang17Hints(p=0.05), DensityHints(rates=[0.01]), UniformHints(max_hints=40), FixedHints(k=12)],
+    [
+        Zhang17Hints(p=0.05),
+        DensityHints(rates=[0.01]),
+        UniformHints(max_hints=40),
+        FixedHints(k=12),
+    ],
     ids=["zhang17", "density", "uniform", "fixed"],
 )
 def test_mask_is_exactly_the_union_of_patches(sim):
@@ -77,14 +82,11 @@ def test_mask_is_exactly_the_union_of_patches(sim):
     for i, p in enumerate(patches):
         for y, x, s in zip(p.y.tolist(), p.x.tolist(), p.size.tolist(), strict=True):
             union[i, 0, y : y + s, x : x + s] = 1
-            # every pixel carries the mean of one of the patches covering it: check one
-            # pixel of this patch against the means of all patches that cover it
         assert hints.count(3)[i] == p.y.numel()
     assert torch.equal(hints.mask, union)
-    for c, colour in zip(hints.centers.tolist(), hints.colors, strict=True):
-        b, cy, cx = int(c[0]), round(c[1] - 0.25), round(c[2] - 0.25)
-        assert hints.mask[b, 0, cy, cx] == 1
-    assert hints.ab.abs().sum() > 0 or hints.mask.sum() == 0
+    for b, cy, cx in hints.centers.tolist():  # every hint centre lies in the mask
+        assert hints.mask[int(b), 0, int(cy), int(cx)] == 1
+    assert hints.mask.sum() > 0
 
 
 def test_non_overlapping_patches_carry_their_mean():
@@ -119,7 +121,9 @@ def test_fixed_gives_exactly_k():
     assert hints.count(5).tolist() == [7] * 5
 
 
-@pytest.mark.parametrize("sim", [Zhang17Hints(p=0.05), DensityHints(), UniformHints(), FixedHints()])
+@pytest.mark.parametrize(
+    "sim", [Zhang17Hints(p=0.05), DensityHints(), UniformHints(), FixedHints()]
+)
 def test_eval_hints_are_deterministic_per_image(sim):
     ab = _ab(4)
     first = sim(ab, indices=[0, 1, 2, 3])
@@ -127,7 +131,9 @@ def test_eval_hints_are_deterministic_per_image(sim):
     assert torch.equal(first.mask, again.mask) and torch.equal(first.ab, again.ab)
     # the same image gets the same hints wherever it sits in a batch
     shuffled = sim(ab[[2, 0]], indices=[2, 0])
-    assert torch.equal(shuffled.mask[0], first.mask[2]) and torch.equal(shuffled.mask[1], first.mask[0])
+    assert torch.equal(shuffled.mask[0], first.mask[2]) and torch.equal(
+        shuffled.mask[1], first.mask[0]
+    )
     # different images (indices) get different hints; training draws are fresh each time
     assert not torch.equal(first.mask[0], first.mask[1])
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ from hintcolor.utils.hardware import fast_precision
 
 def plain(node: Any, resolve: bool = True) -> Any:
     """An OmegaConf node as plain dicts/lists (checkpoints load with ``weights_only``)."""
-    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
+    if OmegaConf.is_config(node):
         return OmegaConf.to_container(node, resolve=resolve)
     return node
 

@@ -85,9 +85,11 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     split = cfg.split
     if split == "auto":
         split = "test" if "test" in datamodule.datasets else "val"
-    loader = datamodule._loader(split)
+    loader = datamodule.dataloader(split)
     n_images = len(loader.dataset)
-    log.info(f"evaluating {cfg.ckpt_path} on {n_images} {split} images, k = {list(cfg.hint_counts)}")
+    log.info(
+        f"evaluating {cfg.ckpt_path} on {n_images} {split} images, k = {list(cfg.hint_counts)}"
+    )
 
     scores: dict[tuple[str, int], dict[str, list[Tensor]]] = defaultdict(lambda: defaultdict(list))
     seen = 0
@@ -111,14 +113,17 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
                 pred_model = backbone(x)
             preds = {
                 "model": pred_model.float(),
-                "gray": gray_baseline(l_norm),
                 "idw": idw_baseline(hints, tuple(ab.shape), cfg.idw_power),
             }
+            if k == cfg.hint_counts[0]:  # gray ignores the hints: score it once per batch
+                preds["gray"] = gray_baseline(l_norm)
             for method, pred_ab in preds.items():
                 rgb = normalized_lab_to_rgb(l_norm, pred_ab).clamp(0, 1)
                 scores[(method, k)]["psnr"].append(psnr_per_image(rgb, target).cpu())
                 scores[(method, k)]["ssim"].append(ssim_per_image(rgb, target).cpu())
 
+    for k in cfg.hint_counts[1:]:
+        scores[("gray", k)] = scores[("gray", cfg.hint_counts[0])]
     rows = []
     for (method, k), values in scores.items():
         psnr = torch.cat(values["psnr"])
@@ -193,7 +198,7 @@ def write_results(result: dict[str, Any], out: Path) -> None:
     value = {(r["method"], r["k"]): r["psnr"] for r in rows}
     for m in METHODS:
         table.add_row(m, *(f"{value[(m, k)]:.2f}" for k in ks))
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
     log.info(f"results: {out / 'psnr_at_k.md'} (and .csv, .json, .png)")
 
 

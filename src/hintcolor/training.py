@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from hintcolor.build import (
     build_backbone,
@@ -78,13 +78,17 @@ def _checkpoint(trainer: L.Trainer, attr: str) -> str | None:
 
 def _report(trainer: L.Trainer, metrics: dict[str, Any]) -> None:
     lines = ["run finished"]
-    for label, attr in (("best checkpoint", "best_model_path"), ("last checkpoint", "last_model_path")):
+    for label, attr in (
+        ("best checkpoint", "best_model_path"),
+        ("last checkpoint", "last_model_path"),
+    ):
         path = _checkpoint(trainer, attr)
         if path:
-            lines.append(f"  {label}: {path}")
+            lines.append(f"  {label} checkpoint: {path}")
     for logger in trainer.loggers:
         if logger.log_dir:
-            lines.append(f"  metrics ({type(logger).__name__}): {Path(logger.log_dir) / 'metrics.csv'}")
-    shown = {k: round(v, 4) for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))}
-    lines.append(f"  metrics: {OmegaConf.to_yaml(OmegaConf.create(shown)).strip() or '-'}".replace("\n", ", "))
+            lines.append(f"  metrics: {Path(logger.log_dir) / 'metrics.csv'}")
+    shown = [f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))]
+    if shown:
+        lines.append(f"  final: {', '.join(shown)}")
     log.info("\n".join(lines))

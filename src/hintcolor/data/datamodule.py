@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hintcolor.data.color import rgb_uint8_to_normalized_lab
-from hintcolor.data.dataset import PhotoDataset, collate_skip_failed
+from hintcolor.data.dataset import PhotoDataset, collate_skip_failed, seed_worker
 from hintcolor.data.hints import HintSimulator, model_input
 from hintcolor.data.images import find_images, log_report, scan_images
 
@@ -98,7 +98,9 @@ class ColorizationDataModule(L.LightningDataModule):
             named = {"data.root": self.root}
             bad = {k: v for k, v in self.split.items() if k not in STAGES or v < 0}
             if bad or not 0 < sum(self.split.values()) <= 1.0 + 1e-9:
-                raise ValueError(f"data.split must be fractions of train/val/test, got {self.split}")
+                raise ValueError(
+                    f"data.split must be fractions of train/val/test, got {self.split}"
+                )
         elif not named:
             raise ValueError("no data: set data.train_dir/val_dir/test_dir or data.root")
         for key, path in named.items():
@@ -134,9 +136,13 @@ class ColorizationDataModule(L.LightningDataModule):
                 where = self.dirs.get(name) or self.root
                 raise ValueError(f"{name}: no usable colour photos under {where}")
             repeats = self.train_repeats if name == "train" else 1
-            self.datasets[name] = PhotoDataset(report.usable, self.transforms[name], repeats)
+            dataset = PhotoDataset(report.usable, self.transforms[name], repeats)
+            # Follows torch's seed (``seed=``); workers reseed themselves in seed_worker.
+            dataset.reseed(torch.initial_seed() + len(self.datasets))
+            self.datasets[name] = dataset
 
-    def _loader(self, name: str) -> DataLoader:
+    def dataloader(self, name: str) -> DataLoader:
+        """The loader of split ``name`` (train, val or test)."""
         if name not in self.datasets:
             raise ValueError(f"no {name} data configured (set data.{name}_dir or data.root)")
         train = name == "train"
@@ -149,21 +155,17 @@ class ColorizationDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
             collate_fn=collate_skip_failed,
+            worker_init_fn=seed_worker,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        return self.dataloader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self.dataloader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def has(self, name: str) -> bool:
-        return name in self.datasets or self.dirs.get(name) is not None or (
-            self.root is not None and self.split.get(name, 0) > 0
-        )
+        return self.dataloader("test")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if batch is None:  # every sample of the batch failed to load

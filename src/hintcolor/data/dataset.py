@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from hintcolor.data.images import load_rgb
 
@@ -37,6 +37,12 @@ class PhotoDataset(Dataset):
         self.repeats = repeats
         self._reported: set[int] = set()
 
+    def reseed(self, seed: int) -> None:
+        """Seed the augmentation pipeline (albumentations keeps its own RNG, which global
+        seeds do not reach)."""
+        if hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(seed % 2**32)
+
     def __len__(self) -> int:
         return len(self.files) * self.repeats
 
@@ -53,6 +59,17 @@ class PhotoDataset(Dataset):
             return None
         rgb = np.ascontiguousarray(rgb.transpose(2, 0, 1))
         return torch.from_numpy(rgb), index
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a distinct, reproducible augmentation seed per worker.
+
+    Without it every worker would replay the same crops (albumentations copies its RNG
+    state into each worker), and ``seed=`` would not make runs reproducible.
+    """
+    info = get_worker_info()
+    if info is not None:
+        info.dataset.reseed(info.seed)
 
 
 def collate_skip_failed(samples: list) -> tuple[torch.Tensor, torch.Tensor] | None:

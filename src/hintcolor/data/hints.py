@@ -187,7 +187,7 @@ class Zhang17Hints(HintSimulator):
             return 0
         # Inverse-CDF draw: P(floor(log U / log(1-p)) >= n) = (1-p)^n.
         u = torch.rand(1, generator=generator).clamp_min(1e-12)
-        k = int(math.floor(math.log(float(u)) / math.log1p(-self.p)))
+        k = math.floor(math.log(float(u)) / math.log1p(-self.p))
         return k if self.max_hints is None else min(k, self.max_hints)
 
     def sample(self, height: int, width: int, generator: torch.Generator | None) -> Patches:
@@ -229,7 +229,9 @@ class UniformHints(HintSimulator):
         rows, cols = height // cell, width // cell
         k = int(torch.randint(self.max_hints + 1, (1,), generator=generator))
         chosen = torch.randperm(rows * cols, generator=generator)[:k]
-        return Patches((chosen // cols) * cell, (chosen % cols) * cell, torch.full_like(chosen, cell))
+        return Patches(
+            (chosen // cols) * cell, (chosen % cols) * cell, torch.full_like(chosen, cell)
+        )
 
 
 class FixedHints(HintSimulator):

@@ -42,7 +42,9 @@ class ColorizationModule(L.LightningModule):
         self.backbone.to(memory_format=self.memory_format)
 
         # PSNR per image, then averaged over images, as Zhang et al. report it.
-        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
+        self.val_psnr = PeakSignalNoiseRatio(
+            data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)
+        )
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.test_psnr = self.val_psnr.clone()
         self.test_ssim = self.val_ssim.clone()

@@ -1,0 +1,121 @@
+"""The data module on real photo folders, including the files that break naive loaders."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import compose
+from hydra.utils import instantiate
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from hintcolor.data import ColorizationDataModule, Zhang17Hints
+from hintcolor.data.dataset import collate_skip_failed
+
+
+def _datamodule(tmp_path: Path, **data) -> ColorizationDataModule:
+    overrides = [f"data.{k}={v}" for k, v in data.items()]
+    cfg = compose("train", ["data.num_workers=0", "data.image_size=64", *overrides], tmp_path)
+    return instantiate(cfg.data, hints=instantiate(cfg.hints))
+
+
+@pytest.fixture
+def messy_folder(tmp_path: Path, kodak_files) -> Path:
+    d = tmp_path / "messy"
+    (d / "nested").mkdir(parents=True)
+    photos = [Image.open(f).convert("RGB") for f in kodak_files[:5]]
+    for i, p in enumerate(photos[:2]):
+        p.save(d / f"photo{i}.jpg", quality=90)
+    rgba = photos[2].convert("RGBA")
+    rgba.putalpha(200)
+    rgba.save(d / "nested" / "rgba.png")
+    rgb16 = (np.asarray(photos[3]).astype(np.uint16) * 257)[..., ::-1]
+    cv2.imwrite(str(d / "rgb16.png"), np.ascontiguousarray(rgb16))
+    photos[4].convert("CMYK").save(d / "cmyk.jpg")
+    photos[0].convert("L").convert("RGB").save(d / "grayscale.jpg")
+    good = (d / "photo0.jpg").read_bytes()
+    (d / "corrupt.jpg").write_bytes(good[: len(good) // 3])
+    return d
+
+
+def test_messy_folder_is_vetted_and_counted(tmp_path, messy_folder, photo_folders, caplog):
+    dm = _datamodule(tmp_path, train_dir=messy_folder, val_dir=photo_folders["val"])
+    with caplog.at_level("INFO"):
+        dm.prepare_data()
+        dm.setup("fit")
+    names = sorted(p.name for p in dm.datasets["train"].files)
+    assert names == ["cmyk.jpg", "photo0.jpg", "photo1.jpg", "rgb16.png", "rgba.png"]
+    assert "train: 5 usable images, 1 grayscale skipped, 1 unreadable skipped" in caplog.text
+    assert caplog.text.count("corrupt.jpg") == 1  # listed once
+    ds = dm.datasets["train"]
+    samples = [ds[i] for i in range(len(ds.files))]
+    assert all(s is not None and s[0].shape == (3, 64, 64) for s in samples)
+    rgb, _ = next(iter(dm.train_dataloader()))
+    assert rgb.dtype == torch.uint8 and rgb.shape == (dm.batch_size, 3, 64, 64)
+
+
+def test_batch_transfer_builds_model_input(tmp_path, photo_folders):
+    dm = _datamodule(tmp_path, train_dir=photo_folders["train"], val_dir=photo_folders["val"])
+    dm.setup("fit")
+    rgb, idx = next(iter(dm.val_dataloader()))
+    batch = dm.on_after_batch_transfer((rgb, idx), 0)
+    x = batch["input"]
+    assert x.shape == (2, 4, 64, 64)
+    assert torch.equal(x[:, :1], batch["l"])
+    mask = x[:, 3:]
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(x[:, 1:3] * (1 - mask), torch.zeros_like(x[:, 1:3]))
+    # validation hints are the same at every pass
+    again = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    assert torch.equal(again["input"], x)
+
+
+def test_file_broken_mid_run_is_skipped_not_fatal(tmp_path, photo_folders):
+    dm = _datamodule(tmp_path, train_dir=photo_folders["train"], val_dir=photo_folders["val"])
+    dm.setup("fit")
+    victim = dm.datasets["train"].files[0]
+    victim.write_bytes(b"overwritten after the start-up scan")
+    ds = dm.datasets["train"]
+    loader = DataLoader(ds, batch_size=4, collate_fn=collate_skip_failed)  # keeps every sample
+    seen = sum(b[0].shape[0] for b in loader if b is not None)
+    assert seen == (len(ds.files) - 1) * ds.repeats
+
+
+def test_missing_and_empty_folders_fail_at_start_up(tmp_path, photo_folders):
+    with pytest.raises(Exception, match="does-not-exist"):
+        _datamodule(tmp_path, train_dir=tmp_path / "does-not-exist", val_dir=photo_folders["val"])
+    (tmp_path / "empty").mkdir()
+    dm = _datamodule(tmp_path, train_dir=tmp_path / "empty", val_dir=photo_folders["val"])
+    with pytest.raises(FileNotFoundError, match="empty"):
+        dm.setup("fit")
+
+
+def test_root_split_is_seeded_and_disjoint(tmp_path, kodak_files):
+    kw = dict(train_dir="null", val_dir="null", root=kodak_files[0].parents[1])
+    a = _datamodule(tmp_path, **kw)
+    a.setup("fit")
+    b = _datamodule(tmp_path, **kw)
+    b.setup("fit")
+    sets = {s: {p.name for p in a.datasets[s].files} for s in ("train", "val", "test")}
+    assert [len(sets[s]) for s in ("train", "val", "test")] == [19, 2, 2]  # round(0.8/0.1/0.1 * 24)
+    assert not (sets["train"] & sets["val"]) and not (sets["train"] & sets["test"])
+    assert sets["val"] == {p.name for p in b.datasets["val"].files}
+    c = _datamodule(tmp_path, split_seed=1, **kw)
+    c.setup("fit")
+    assert {p.name for p in c.datasets["val"].files} != sets["val"]
+
+
+def test_hints_are_fresh_in_training(tmp_path, photo_folders):
+    dm = _datamodule(tmp_path, train_dir=photo_folders["train"], val_dir=photo_folders["val"])
+    dm.hints = Zhang17Hints(p=0.05)
+
+    class _Trainer:
+        training = True
+
+    dm.trainer = _Trainer()
+    rgb = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    a = dm.on_after_batch_transfer((rgb, torch.arange(4)), 0)
+    b = dm.on_after_batch_transfer((rgb, torch.arange(4)), 0)
+    assert not torch.equal(a["input"][:, 3], b["input"][:, 3])

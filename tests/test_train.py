@@ -1,0 +1,170 @@
+"""Training and evaluation end to end, in-process and through the real command line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, compose
+
+from hintcolor.evaluation import evaluate
+from hintcolor.training import train
+
+FAST = [
+    "debug=fast",
+    "callbacks.progress_bar=null",
+    "data.image_size=64",
+    "data.num_workers=0",
+    "data.train_repeats=2",
+]
+
+
+def _data(folders):
+    return [f"data.train_dir={folders['train']}", f"data.val_dir={folders['val']}"]
+
+
+@pytest.mark.parametrize("model", ["resunet", "unet", "siggraph17"])
+def test_each_backbone_trains_with_debug_fast(tmp_path, photo_folders, model):
+    extra = ["model.backbone.width_mult=0.25"] if model == "siggraph17" else []
+    cfg = compose("train", [f"model={model}", *FAST, *_data(photo_folders), *extra], tmp_path)
+    metrics = train(cfg)
+    assert 5 < metrics["val/psnr"] < 60 and metrics["val/psnr_best"] >= metrics["val/psnr"]
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "csv" / "metrics.csv").read_text().count("val/psnr") >= 1
+
+
+def test_resume_continues_the_step_count(tmp_path, photo_folders):
+    first = compose("train", [*FAST, *_data(photo_folders)], tmp_path / "a")
+    train(first)
+    ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 3
+    resumed = compose(
+        "train",
+        [*FAST, *_data(photo_folders), f"ckpt_path={ckpt}", "trainer.max_epochs=2"],
+        tmp_path / "b",
+    )
+    train(resumed)
+    state = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 6 and state["epoch"] == 1
+
+
+def test_seed_makes_runs_reproducible(tmp_path, photo_folders):
+    runs = []
+    for name in ("a", "b"):
+        cfg = compose(
+            "train", [*FAST, *_data(photo_folders), "trainer.precision=32-true"], tmp_path / name
+        )
+        runs.append(train(cfg))
+    assert runs[0]["val/psnr"] == pytest.approx(runs[1]["val/psnr"], abs=1e-4)
+
+
+def test_eval_writes_table_with_references(tmp_path, photo_folders):
+    cfg = compose("train", [*FAST, *_data(photo_folders)], tmp_path / "run")
+    train(cfg)
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    eval_cfg = compose(
+        "eval",
+        [
+            f"ckpt_path={ckpt}",
+            "data=folder",
+            f"data.test_dir={photo_folders['val']}",
+            "image_size=64",
+            "hint_counts=[0,5,20]",
+            "data.num_workers=0",
+        ],
+        tmp_path / "eval",
+    )
+    result = evaluate(eval_cfg, tmp_path / "eval")
+    rows = {(r["method"], r["k"]): r for r in result["rows"]}
+    assert set(rows) == {(m, k) for m in ("model", "gray", "idw") for k in (0, 5, 20)}
+    assert all(r["n_images"] == 2 for r in rows.values())
+    # references behave as they must: gray ignores hints, IDW improves with them
+    assert rows[("gray", 0)]["psnr"] == rows[("gray", 20)]["psnr"]
+    assert rows[("idw", 0)]["psnr"] == pytest.approx(rows[("gray", 0)]["psnr"])
+    assert rows[("idw", 20)]["psnr"] > rows[("idw", 0)]["psnr"]
+    md = (tmp_path / "eval" / "psnr_at_k.md").read_text()
+    assert "| gray |" in md and "| idw |" in md and "| model |" in md
+    assert json.loads((tmp_path / "eval" / "psnr_at_k.json").read_text())["images"] == 2
+    assert (tmp_path / "eval" / "psnr_at_k.csv").read_text().startswith("method,k,psnr")
+    assert (tmp_path / "eval" / "psnr_at_k.png").stat().st_size > 1000
+
+
+def _cli(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HINTCOLOR_ROOT": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["optimizer.lr=-0.1"], "optimizer.lr must be a positive number"),
+        (
+            ["data.image_size=4"],
+            "smaller than the resunet backbone's total downsampling factor (8)",
+        ),
+        (["ckpt_path=/nope/best.ckpt"], "checkpoint /nope/best.ckpt does not exist"),
+        (["data.train_dir=/nope/photos"], "/nope/photos does not exist"),
+        (["model=nosuchmodel"], "nosuchmodel"),
+        (["hints=nosuchhints"], "nosuchhints"),
+    ],
+)
+def test_bad_configuration_is_one_clear_error(tmp_path, args, message):
+    proc = _cli("train.py", *args, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "checkpoints").exists()  # failed before any training
+
+
+def test_eval_requires_existing_checkpoint(tmp_path):
+    proc = _cli("eval.py", "ckpt_path=/nope.ckpt", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode != 0 and "checkpoint /nope.ckpt does not exist" in proc.stderr
+
+
+def test_cli_train_then_eval(tmp_path, photo_folders):
+    run = tmp_path / "run"
+    proc = _cli("train.py", *FAST, *_data(photo_folders), f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "best checkpoint:" in proc.stderr + proc.stdout
+    proc = _cli(
+        "eval.py",
+        f"ckpt_path={run}/checkpoints/best.ckpt",
+        "data=folder",
+        f"data.test_dir={photo_folders['val']}",
+        "image_size=64",
+        "hint_counts=[0,10]",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "idw" in proc.stdout and (tmp_path / "eval" / "psnr_at_k.md").exists()
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path, photo_folders):
+    run = tmp_path / "ddp"
+    proc = _cli(
+        "train.py",
+        *FAST,
+        *_data(photo_folders),
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 3
+    assert "val/psnr" in (run / "csv" / "metrics.csv").read_text()
