@@ -109,8 +109,8 @@ def _cli(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     [
         (["optimizer.lr=-0.1"], "optimizer.lr must be a positive number"),
         (
-            ["data.image_size=4"],
-            "smaller than the resunet backbone's total downsampling factor (8)",
+            ["data.image_size=16"],
+            "smaller than the resunet backbone's total downsampling factor (32)",
         ),
         (["ckpt_path=/nope/best.ckpt"], "checkpoint /nope/best.ckpt does not exist"),
         (["data.train_dir=/nope/photos"], "/nope/photos does not exist"),

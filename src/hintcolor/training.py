@@ -78,11 +78,8 @@ def _checkpoint(trainer: L.Trainer, attr: str) -> str | None:
 
 def _report(trainer: L.Trainer, metrics: dict[str, Any]) -> None:
     lines = ["run finished"]
-    for label, attr in (
-        ("best checkpoint", "best_model_path"),
-        ("last checkpoint", "last_model_path"),
-    ):
-        path = _checkpoint(trainer, attr)
+    for label in ("best", "last"):
+        path = _checkpoint(trainer, f"{label}_model_path")
         if path:
             lines.append(f"  {label} checkpoint: {path}")
     for logger in trainer.loggers:
