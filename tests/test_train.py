@@ -1,5 +1,6 @@
 """Training and evaluation end to end, in-process and through the real command line."""
 
+import csv
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 import torch
 from conftest import ROOT, compose
 
+from hintcolor.build import build_backbone, build_datamodule, build_module, build_trainer
 from hintcolor.evaluation import evaluate
 from hintcolor.training import train
 
@@ -161,10 +163,22 @@ def test_ddp_two_cpu_processes(tmp_path, photo_folders):
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         "trainer.precision=32-true",
+        "data.train_repeats=4",
         f"hydra.run.dir={run}",
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert state["global_step"] == 3
-    assert "val/psnr" in (run / "csv" / "metrics.csv").read_text()
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 3
+    rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
+    ddp_psnr = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")][-1]
+    # Each process validated one of the two val photos; the logged value must be the mean
+    # over both, i.e. what one process computes on the whole val set with the same weights.
+    cfg = compose(
+        "train", [*FAST, *_data(photo_folders), "trainer.precision=32-true"], tmp_path / "one"
+    )
+    module = build_module(cfg, build_backbone(cfg.model))
+    datamodule = build_datamodule(cfg.data, cfg.hints)
+    trainer = build_trainer(cfg.trainer, [], [])
+    (single,) = trainer.validate(module, datamodule=datamodule, ckpt_path=str(ckpt))
+    assert single["val/psnr"] == pytest.approx(ddp_psnr, abs=1e-3)

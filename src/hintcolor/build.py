@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import Logger
@@ -14,6 +16,8 @@ from torch import nn
 from hintcolor.data import ColorizationDataModule
 from hintcolor.models import ColorizationModule
 from hintcolor.utils.hardware import fast_precision
+
+log = logging.getLogger(__name__)
 
 
 def plain(node: Any, resolve: bool = True) -> Any:
@@ -60,9 +64,16 @@ def resolve_precision(trainer_cfg: DictConfig) -> str | int:
 def build_trainer(
     trainer_cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]
 ) -> L.Trainer:
+    extra = {}
+    on_gpu = trainer_cfg.get("accelerator") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if trainer_cfg.get("sync_batchnorm") and not on_gpu:
+        # torch's SyncBatchNorm is GPU-only; CPU (gloo) processes keep per-process statistics.
+        log.warning("sync_batchnorm needs GPUs: disabled for this CPU run")
+        extra["sync_batchnorm"] = False
     return instantiate(
         trainer_cfg,
         precision=resolve_precision(trainer_cfg),
         callbacks=callbacks,
         logger=loggers or False,
+        **extra,
     )
