@@ -38,6 +38,22 @@ def test_each_backbone_trains_with_debug_fast(tmp_path, photo_folders, model):
     assert (tmp_path / "csv" / "metrics.csv").read_text().count("val/psnr") >= 1
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [["scheduler=step", "optimizer=adamw"], ["scheduler=plateau"], ["scheduler=none"]],
+    ids=["step-adamw", "plateau", "none"],
+)
+def test_optimiser_and_schedule_options(tmp_path, photo_folders, overrides):
+    cfg = compose("train", [*FAST, *_data(photo_folders), *overrides], tmp_path)
+    assert "val/psnr" in train(cfg)
+
+
+def test_fit_then_test(tmp_path, photo_folders):
+    overrides = ["test=true", f"data.test_dir={photo_folders['val']}"]
+    metrics = train(compose("train", [*FAST, *_data(photo_folders), *overrides], tmp_path))
+    assert 5 < metrics["test/psnr"] < 60 and 0 < metrics["test/ssim"] <= 1
+
+
 def test_resume_continues_the_step_count(tmp_path, photo_folders):
     first = compose("train", [*FAST, *_data(photo_folders)], tmp_path / "a")
     train(first)
@@ -118,6 +134,7 @@ def _cli(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
         (["data.train_dir=/nope/photos"], "/nope/photos does not exist"),
         (["model=nosuchmodel"], "nosuchmodel"),
         (["hints=nosuchhints"], "nosuchhints"),
+        (["test=true"], "test=true needs test data"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(tmp_path, args, message):

@@ -45,6 +45,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # Vet the photos now: an empty folder fails here, before any training.
         datamodule.prepare_data()
         datamodule.setup("fit")
+        if cfg.get("test") and "test" not in datamodule.datasets:
+            raise ConfigError("test=true needs test data: set data.test_dir (or data.root)")
         trainer = build_trainer(cfg.trainer, build_callbacks(cfg), build_loggers(cfg))
     except (ConfigError, InstantiationException, OSError, ValueError, TypeError) as exc:
         raise as_config_error(exc) from exc
