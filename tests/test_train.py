@@ -135,6 +135,7 @@ def _cli(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
         (["model=nosuchmodel"], "nosuchmodel"),
         (["hints=nosuchhints"], "nosuchhints"),
         (["test=true"], "test=true needs test data"),
+        (["data.val_dir=null"], "training needs data.train_dir and data.val_dir"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(tmp_path, args, message):

@@ -45,6 +45,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # Vet the photos now: an empty folder fails here, before any training.
         datamodule.prepare_data()
         datamodule.setup("fit")
+        if cfg.get("train", True) and not {"train", "val"} <= datamodule.datasets.keys():
+            raise ConfigError(
+                "training needs data.train_dir and data.val_dir (or data.root with train and "
+                "val fractions); val/psnr selects the best checkpoint"
+            )
         if cfg.get("test") and "test" not in datamodule.datasets:
             raise ConfigError("test=true needs test data: set data.test_dir (or data.root)")
         trainer = build_trainer(cfg.trainer, build_callbacks(cfg), build_loggers(cfg))
