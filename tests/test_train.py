@@ -108,6 +108,8 @@ def test_eval_writes_table_with_references(tmp_path, photo_folders):
     assert json.loads((tmp_path / "eval" / "psnr_at_k.json").read_text())["images"] == 2
     assert (tmp_path / "eval" / "psnr_at_k.csv").read_text().startswith("method,k,psnr")
     assert (tmp_path / "eval" / "psnr_at_k.png").stat().st_size > 1000
+    eval_cfg.limit = 1
+    assert evaluate(eval_cfg, tmp_path / "eval1")["images"] == 1
 
 
 def _cli(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:

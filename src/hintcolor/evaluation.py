@@ -86,7 +86,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     if split == "auto":
         split = "test" if "test" in datamodule.datasets else "val"
     loader = datamodule.dataloader(split)
-    n_images = len(loader.dataset)
+    n_images = len(loader.dataset) if cfg.limit is None else min(cfg.limit, len(loader.dataset))
     log.info(
         f"evaluating {cfg.ckpt_path} on {n_images} {split} images, k = {list(cfg.hint_counts)}"
     )
@@ -97,9 +97,11 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         if batch is None:
             continue
         rgb_u8, indices = batch
-        if cfg.limit is not None and seen >= cfg.limit:
-            break
-        rgb_u8, indices = rgb_u8.to(device), indices
+        if cfg.limit is not None:
+            if seen >= cfg.limit:
+                break
+            rgb_u8, indices = rgb_u8[: cfg.limit - seen], indices[: cfg.limit - seen]
+        rgb_u8 = rgb_u8.to(device)
         l_norm, ab = rgb_uint8_to_normalized_lab(rgb_u8)
         target = rgb_u8.float() / 255.0
         seen += rgb_u8.shape[0]
