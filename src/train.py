@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
@@ -19,6 +21,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
     except ConfigError as exc:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # in a sweep, only this trial fails
         raise SystemExit(f"error: {exc}") from None
     value = metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None else float(value)

@@ -21,6 +21,7 @@ from hintcolor.build import (
     plain,
 )
 from hintcolor.config import ConfigError, check_train_config
+from hintcolor.tuning import pruning_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             )
         if cfg.get("test") and "test" not in datamodule.datasets:
             raise ConfigError("test=true needs test data: set data.test_dir (or data.root)")
-        trainer = build_trainer(cfg.trainer, build_callbacks(cfg), build_loggers(cfg))
+        callbacks = build_callbacks(cfg) + pruning_callbacks(cfg, monitor="val/psnr")
+        trainer = build_trainer(cfg.trainer, callbacks, build_loggers(cfg))
     except (ConfigError, InstantiationException, OSError, ValueError, TypeError) as exc:
         raise as_config_error(exc) from exc
 

@@ -1,0 +1,1 @@
+"""Hydra sweeper plugin: Optuna >= 5 studies with pruning, resumable SQLite/PostgreSQL storage."""

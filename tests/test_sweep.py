@@ -1,0 +1,183 @@
+"""The Optuna sweeper plugin: search-space syntax, failures, pruning, resuming (real SQLite)."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import ROOT
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from optuna.trial import TrialState
+
+from hydra_plugins.hintcolor_optuna_sweeper.search_space import parse_search_space, to_suggest
+from hydra_plugins.hintcolor_optuna_sweeper.sweeper import OptunaSweeper
+
+
+def _draws(expr: str, n: int = 200) -> set:
+    (override,) = OverridesParser.create().parse_overrides([f"x={expr}"])
+    suggest = to_suggest("x", override)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    values = set()
+    for _ in range(n):
+        trial = study.ask()
+        values.add(suggest(trial))
+        study.tell(trial, 0.0)
+    return values
+
+
+def test_range_is_end_exclusive():
+    assert _draws("range(4,20,4)") == {4, 8, 12, 16}
+
+
+def test_interval_log_and_choice():
+    values = _draws("tag(log, interval(1e-4, 1e-2))", 300)
+    assert all(1e-4 <= v <= 1e-2 for v in values)
+    below = sum(v < 1e-3 for v in values) / len(values)
+    assert 0.35 < below < 0.65  # log-uniform: half the draws below the geometric mean
+    assert _draws("choice(resunet, unet)") == {"resunet", "unet"}
+    continuous = _draws("interval(1, 3)")  # Hydra's interval is continuous, even for ints
+    assert len(continuous) > 100 and all(1.0 <= v <= 3.0 for v in continuous)
+
+
+def test_fixed_values_stay_overrides():
+    space, fixed = parse_search_space({"a": "interval(0, 1)", "b": "7"})
+    assert list(space) == ["a"] and fixed == ["b=7"]
+
+
+def _tell(value=None, error=None) -> TrialState:
+    sweeper = OptunaSweeper(n_trials=1)
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    ret = JobReturn()
+    ret.status = JobStatus.FAILED if error else JobStatus.COMPLETED
+    ret.return_value = error or value
+    failures: list = []
+    sweeper._tell(study, trial, ret, failures)
+    return study.trials[0].state, failures
+
+
+def test_raising_nan_and_pruned_trials_are_recorded():
+    assert _tell(value=25.0) == (TrialState.COMPLETE, [])
+    state, failures = _tell(value=math.nan)
+    assert state == TrialState.FAIL and "nan" in str(failures[0])
+    state, failures = _tell(error=RuntimeError("boom"))
+    assert state == TrialState.FAIL and isinstance(failures[0], RuntimeError)
+    assert _tell(error=optuna.TrialPruned())[0] == TrialState.PRUNED
+
+
+SWEEP = [
+    "-m",
+    "hparams_search=optuna",
+    "debug=fast",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "data.image_size=64",
+    "trainer.max_epochs=2",
+    "hydra.sweeper.heartbeat_interval=1",
+    "hydra.sweeper.grace_period=3",
+]
+
+
+def _sweep(tmp_path: Path, *args: str, wait: bool = True):
+    cmd = [
+        sys.executable,
+        str(ROOT / "src" / "train.py"),
+        *SWEEP,
+        f"paths.log_dir={tmp_path}",
+        *args,
+    ]
+    env = {**os.environ, "HINTCOLOR_ROOT": str(ROOT)}
+    if not wait:
+        return subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _study(tmp_path: Path, name: str = "hintcolor") -> optuna.study.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/optuna/{name}.db")
+
+
+def test_multirun_sweep_end_to_end(tmp_path):
+    proc = _sweep(tmp_path, "hydra.sweeper.n_trials=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = _study(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    out = tmp_path / "optuna" / "hintcolor"
+    summary = yaml.safe_load((out / "best_params.yaml").read_text())
+    assert summary["best"]["value"] == pytest.approx(study.best_value)
+    assert set(summary["best"]["params"]) == {"optimizer.lr", "hints.p", "loss.l1", "loss.ssim"}
+    assert (out / "trials.csv").read_text().count("COMPLETE") == 3
+    assert (out / "optimization_history.png").stat().st_size > 1000
+    for n in range(3):  # each trial keeps its run folder, config and checkpoint
+        assert (out / f"trial_{n:03d}" / "checkpoints" / "last.ckpt").is_file()
+        assert (out / f"trial_{n:03d}" / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_pruning_reaches_the_trials(tmp_path):
+    # A threshold no model reaches: every trial is pruned at its first validation.
+    proc = _sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.pruner.name=threshold",
+        "~hydra.sweeper.pruner.kwargs.n_startup_trials",
+        "+hydra.sweeper.pruner.kwargs.lower=100.0",
+        "hydra.sweeper.pruner.kwargs.n_warmup_steps=0",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = _study(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 2
+    assert all(list(t.intermediate_values) == [0] for t in trials)
+
+
+def test_failing_trial_does_not_stop_the_sweep(tmp_path):
+    # image size 16 is below the backbone's stride: that trial raises, the others run
+    proc = _sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.max_failure_rate=0.75",
+        "data.image_size=choice(16,64)",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = _study(tmp_path).trials
+    assert len(trials) == 4
+    for t in trials:  # exactly the trials that drew the unusable size failed
+        expected = TrialState.FAIL if t.params["data.image_size"] == 16 else TrialState.COMPLETE
+        assert t.state == expected
+    assert {t.state for t in trials} == {TrialState.FAIL, TrialState.COMPLETE}
+
+
+def test_too_many_failures_stop_with_the_cause(tmp_path):
+    proc = _sweep(tmp_path, "hydra.sweeper.n_trials=3", "data.image_size=16")
+    assert proc.returncode != 0
+    assert "max_failure_rate" in proc.stderr and "downsampling factor" in proc.stderr
+    assert len(_study(tmp_path).trials) == 1
+
+
+def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
+    proc = _sweep(tmp_path, "hydra.sweeper.n_trials=4", wait=False)
+    db = tmp_path / "optuna" / "hintcolor.db"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill it while a trial is running, after one finished
+        if db.exists():
+            states = [t.state for t in _study(tmp_path).trials]
+            if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+                break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = _study(tmp_path).trials[-1]
+    assert killed.state == TrialState.RUNNING
+    again = _sweep(tmp_path, "hydra.sweeper.n_trials=4")
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = _study(tmp_path).trials
+    assert len(trials) == 4
+    assert all(t.state != TrialState.RUNNING for t in trials)
+    assert trials[killed.number].state == TrialState.FAIL
