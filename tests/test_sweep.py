@@ -181,3 +181,14 @@ def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     assert len(trials) == 4
     assert all(t.state != TrialState.RUNNING for t in trials)
     assert trials[killed.number].state == TrialState.FAIL
+
+
+def test_two_workers_share_one_study(tmp_path):
+    workers = [_sweep(tmp_path, "hydra.sweeper.n_trials=5", wait=False) for _ in range(2)]
+    for w in workers:
+        assert w.wait(timeout=600) == 0, w.stderr.read().decode()[-3000:]
+    trials = _study(tmp_path).trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3, 4]  # exactly n_trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    runs = tmp_path / "optuna" / "hintcolor"
+    assert sorted(p.name for p in runs.glob("trial_*")) == [f"trial_{n:03d}" for n in range(5)]

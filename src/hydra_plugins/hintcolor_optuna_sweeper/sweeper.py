@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from hintcolor.tuning import build_pruner, build_sampler
 
 from .config import OptunaSweeperConf
+from .locking import study_lock
 from .results import write_results
 from .search_space import Suggest, parse_search_space, to_suggest, trial_overrides
 
@@ -91,11 +92,16 @@ class OptunaSweeper(Sweeper):
         )
         failures: list[BaseException | str] = []
         while True:
-            if storage is not None:
-                optuna.storages.fail_stale_trials(study)
-            finished = _count(study, FINISHED)
-            running = _count(study, (TrialState.RUNNING, TrialState.WAITING))
-            remaining = self.conf.n_trials - finished - running
+            with study_lock(self.conf.storage, self.conf.study_name):
+                if storage is not None:
+                    optuna.storages.fail_stale_trials(study)
+                finished = _count(study, FINISHED)
+                running = _count(study, (TrialState.RUNNING, TrialState.WAITING))
+                remaining = self.conf.n_trials - finished - running
+                if remaining > 0:
+                    trials = [study.ask() for _ in range(min(self.conf.n_jobs, remaining))]
+                    heartbeat = _Heartbeat(study, trials, self.conf.heartbeat_interval)
+                    heartbeat.beat()  # at once: a trial that never beat is never found stale
             if remaining <= 0:
                 if running == 0:
                     break
@@ -103,9 +109,7 @@ class OptunaSweeper(Sweeper):
                 # go stale: wait for them so that the study ends with no trial left RUNNING.
                 time.sleep(self.conf.heartbeat_interval)
                 continue
-            trials = [study.ask() for _ in range(min(self.conf.n_jobs, remaining))]
-            # Beat at once: a trial with no heartbeat at all is never found stale.
-            with _Heartbeat(study, trials, self.conf.heartbeat_interval):
+            with heartbeat:
                 batch = [self._job_overrides(t, space, fixed) for t in trials]
                 self.validate_batch_is_legal(batch)
                 returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
@@ -168,18 +172,16 @@ class _Heartbeat:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        if not isinstance(self.storage, BaseHeartbeat):
-            return
-        while not self.stop.is_set():
-            for trial_id in self.trial_ids:
-                self.storage.record_heartbeat(trial_id)
-            self.stop.wait(self.interval)
-
-    def __enter__(self) -> _Heartbeat:
+    def beat(self) -> None:
         if isinstance(self.storage, BaseHeartbeat):
             for trial_id in self.trial_ids:
                 self.storage.record_heartbeat(trial_id)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.beat()
+
+    def __enter__(self) -> _Heartbeat:
         self.thread.start()
         return self
 
