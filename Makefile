@@ -9,7 +9,7 @@ comma  := ,
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: install train test test-full lint format clean
+.PHONY: install train test test-full lint format clean dashboard
 
 install: $(STAMP)
 
@@ -38,6 +38,12 @@ lint: install
 format: install
 	$(PY) -m ruff format src tests
 	$(PY) -m ruff check --fix src tests
+
+# optuna-dashboard on a study of logs/optuna/ (STUDY=name), on 127.0.0.1 only
+STUDY ?= hintcolor
+dashboard: install
+	$(PY) -m pip install -q "optuna-dashboard>=0.17,<1"
+	$(VENV)/bin/optuna-dashboard --host 127.0.0.1 --port 8080 sqlite:///logs/optuna/$(STUDY).db
 
 clean:
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache

@@ -166,11 +166,16 @@ def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     db = tmp_path / "optuna" / "hintcolor.db"
     deadline = time.time() + 300
     while time.time() < deadline:  # kill it while a trial is running, after one finished
-        if db.exists():
-            states = [t.state for t in _study(tmp_path).trials]
-            if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
-                break
         time.sleep(0.2)
+        try:  # read only: never race the sweep to create the tables
+            storage = optuna.storages.RDBStorage(f"sqlite:///{db}", skip_table_creation=True)
+            states = [
+                t.state for t in optuna.load_study(study_name="hintcolor", storage=storage).trials
+            ]
+        except Exception:  # not created yet
+            continue
+        if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+            break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = _study(tmp_path).trials[-1]
@@ -192,3 +197,20 @@ def test_two_workers_share_one_study(tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in trials)
     runs = tmp_path / "optuna" / "hintcolor"
     assert sorted(p.name for p in runs.glob("trial_*")) == [f"trial_{n:03d}" for n in range(5)]
+
+
+@pytest.mark.parametrize("study", ["optuna", "backbones", "hint_density"])
+def test_ready_made_studies_compose_and_parse(study):
+    from hydra import compose, initialize_config_dir
+
+    from hydra_plugins.hintcolor_optuna_sweeper.sweeper import _grid
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", [f"hparams_search={study}"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.study_name
+    space, fixed = parse_search_space(sweeper.params)
+    assert space and not fixed
+    if sweeper.sampler.name == "grid":  # a grid study runs every combination exactly once
+        combos = math.prod(len(v) for v in _grid(dict(sweeper.params)).values())
+        assert combos == sweeper.n_trials

@@ -23,6 +23,7 @@ def study_lock(storage_url: str | None, study_name: str) -> Iterator[None]:
         return
     if storage_url.startswith("sqlite:///"):
         path = Path(storage_url[len("sqlite:///") :] + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:

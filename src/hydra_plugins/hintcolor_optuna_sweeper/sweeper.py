@@ -76,15 +76,17 @@ class OptunaSweeper(Sweeper):
             else:
                 space[key] = suggest
 
-        storage = self._storage()
-        study = optuna.create_study(
-            study_name=self.conf.study_name,
-            storage=storage,
-            sampler=self._sampler(),
-            pruner=build_pruner(self.conf.pruner),
-            direction=self.conf.direction,
-            load_if_exists=True,
-        )
+        # Under the lock: workers starting together would race to create the tables.
+        with study_lock(self.conf.storage, self.conf.study_name):
+            storage = self._storage()
+            study = optuna.create_study(
+                study_name=self.conf.study_name,
+                storage=storage,
+                sampler=self._sampler(),
+                pruner=build_pruner(self.conf.pruner),
+                direction=self.conf.direction,
+                load_if_exists=True,
+            )
         sweep_dir = Path(self.config.hydra.sweep.dir)
         log.info(
             f"study {study.study_name!r} ({self.conf.storage or 'in memory'}): "
