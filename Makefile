@@ -9,7 +9,7 @@ comma  := ,
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: install train test test-full lint format clean dashboard
+.PHONY: install train test test-full lint format clean dashboard bench-sweep
 
 install: $(STAMP)
 
@@ -32,12 +32,16 @@ test-full: install
 	WANDB_MODE=offline $(PY) -m pytest -q -m "" $(ARGS)
 
 lint: install
-	$(PY) -m ruff check src tests
-	$(PY) -m ruff format --check src tests
+	$(PY) -m ruff check src tests scripts
+	$(PY) -m ruff format --check src tests scripts
 
 format: install
-	$(PY) -m ruff format src tests
-	$(PY) -m ruff check --fix src tests
+	$(PY) -m ruff format src tests scripts
+	$(PY) -m ruff check --fix src tests scripts
+
+# Does pruning pay? The same Optuna study with and without the median pruner (~15 min on 2 cores)
+bench-sweep: install
+	$(PY) scripts/bench_sweep.py $(ARGS)
 
 # optuna-dashboard on a study of logs/optuna/ (STUDY=name), on 127.0.0.1 only
 STUDY ?= hintcolor

@@ -40,8 +40,12 @@ def test_each_backbone_trains_with_debug_fast(tmp_path, photo_folders, model):
 
 @pytest.mark.parametrize(
     "overrides",
-    [["scheduler=step", "optimizer=adamw"], ["scheduler=plateau"], ["scheduler=none"]],
-    ids=["step-adamw", "plateau", "none"],
+    [
+        ["scheduler=step", "optimizer=adamw"],
+        ["scheduler=plateau"],
+        ["scheduler=none", "logger=none"],
+    ],
+    ids=["step-adamw", "plateau", "none-nologger"],
 )
 def test_optimiser_and_schedule_options(tmp_path, photo_folders, overrides):
     cfg = compose("train", [*FAST, *_data(photo_folders), *overrides], tmp_path)
