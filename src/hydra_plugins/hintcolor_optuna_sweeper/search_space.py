@@ -7,7 +7,7 @@ Kept apart from the sweeper so the mapping is a small pure function with its own
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -48,10 +48,13 @@ def to_suggest(name: str, override: Override) -> Suggest | None:
     raise ValueError(f"{name}: unsupported sweep {override.input_line!r}")
 
 
-def parse_search_space(params: Mapping[str, Any]) -> tuple[dict[str, Suggest], list[str]]:
-    """``hydra.sweeper.params`` -> (suggest functions by key, fixed overrides)."""
+def parse_search_space(
+    params: Mapping[str, Any], arguments: Sequence[str] = ()
+) -> tuple[dict[str, Suggest], list[str]]:
+    """``hydra.sweeper.params`` plus command-line ``arguments`` -> (suggest functions by key,
+    fixed overrides); a sweep given on the command line joins the search space."""
     parser = OverridesParser.create()
-    lines = [f"{key}={value}" for key, value in params.items()]
+    lines = [f"{key}={value}" for key, value in params.items()] + list(arguments)
     space: dict[str, Suggest] = {}
     fixed: list[str] = []
     for override in parser.parse_overrides(lines):

@@ -24,7 +24,7 @@ from hintcolor.tuning import build_pruner, build_sampler
 from .config import OptunaSweeperConf
 from .locking import study_lock
 from .results import write_results
-from .search_space import Suggest, parse_search_space, to_suggest, trial_overrides
+from .search_space import Suggest, parse_search_space, trial_overrides
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,7 @@ class OptunaSweeper(Sweeper):
 
     # -- sweep ---------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> optuna.study.Study:
-        space, fixed = parse_search_space(self.params)
-        for override in OverridesParser.create().parse_overrides(arguments):
-            key = override.get_key_element()
-            suggest = to_suggest(key, override)
-            if suggest is None:
-                fixed.append(override.input_line)
-            else:
-                space[key] = suggest
+        space, fixed = parse_search_space(self.params, arguments)
 
         # Under the lock: workers starting together would race to create the tables.
         with study_lock(self.conf.storage, self.conf.study_name):
