@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from hintcolor.build import build_datamodule
 from hintcolor.data import ColorizationDataModule, Zhang17Hints
 from hintcolor.data.dataset import collate_skip_failed
 
@@ -119,3 +120,23 @@ def test_hints_are_fresh_in_training(tmp_path, photo_folders):
     a = dm.on_after_batch_transfer((rgb, torch.arange(4)), 0)
     b = dm.on_after_batch_transfer((rgb, torch.arange(4)), 0)
     assert not torch.equal(a["input"][:, 3], b["input"][:, 3])
+
+
+def test_validation_uses_eval_hints_when_given(tmp_path, photo_folders):
+    """A study tuning the training hint density must validate every trial on the same hints."""
+    cfg = compose(
+        "train",
+        ["data.num_workers=0", "+hints@eval_hints=zhang17", "hints.p=0.9", "eval_hints.p=0.01"],
+        tmp_path,
+    )
+    assert cfg.hints.p == 0.9 and cfg.eval_hints.p == 0.01
+    dm = build_datamodule(cfg.data, cfg.hints, cfg.eval_hints)
+    rgb = torch.randint(0, 256, (16, 3, 64, 64), dtype=torch.uint8)
+    val = dm.on_after_batch_transfer((rgb, torch.arange(16)), 0)  # no trainer: evaluation
+    # p=0.9 gives 0 hints 90 % of the time; p=0.01 gives about 99 hints per image
+    assert val["hint_count"].float().mean() > 20
+    assert torch.equal(
+        val["hint_count"], dm.on_after_batch_transfer((rgb, torch.arange(16)), 0)["hint_count"]
+    )
+    same = build_datamodule(cfg.data, cfg.hints)  # no eval_hints: the training law
+    assert same.eval_hints is same.hints

@@ -43,8 +43,12 @@ def build_module(cfg: DictConfig, backbone: nn.Module) -> ColorizationModule:
     )
 
 
-def build_datamodule(data_cfg: DictConfig, hints_cfg: DictConfig) -> ColorizationDataModule:
-    return instantiate(data_cfg, hints=instantiate(hints_cfg))
+def build_datamodule(
+    data_cfg: DictConfig, hints_cfg: DictConfig, eval_hints_cfg: DictConfig | None = None
+) -> ColorizationDataModule:
+    """``eval_hints_cfg`` None: validation and test use the training hint law."""
+    eval_hints = instantiate(eval_hints_cfg) if eval_hints_cfg else None
+    return instantiate(data_cfg, hints=instantiate(hints_cfg), eval_hints=eval_hints)
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:

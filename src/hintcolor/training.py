@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         backbone = build_backbone(cfg.model)
         check_train_config(cfg, getattr(backbone, "stride", 1))
         module = build_module(cfg, backbone)
-        datamodule = build_datamodule(cfg.data, cfg.hints)
+        datamodule = build_datamodule(cfg.data, cfg.hints, cfg.get("eval_hints"))
         # Vet the photos now: an empty folder fails here, before any training.
         datamodule.prepare_data()
         datamodule.setup("fit")

@@ -67,6 +67,7 @@ class ColorizationDataModule(L.LightningDataModule):
         train_repeats: int = 1,
         pin_memory: bool = False,
         cache_dir: str | None = None,
+        eval_hints: HintSimulator | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -74,6 +75,9 @@ class ColorizationDataModule(L.LightningDataModule):
         if image_size < 1:
             raise ValueError(f"data.image_size must be >= 1, got {image_size}")
         self.hints = hints
+        # Validation/test hints may differ from the training law: a study that tunes the
+        # training hint density must still compare its trials on the same validation hints.
+        self.eval_hints = eval_hints if eval_hints is not None else hints
         self.transforms = {"train": train_transform, "val": eval_transform, "test": eval_transform}
         self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         self.root = root
@@ -172,4 +176,6 @@ class ColorizationDataModule(L.LightningDataModule):
             return None
         rgb, indices = batch
         training = self.trainer is not None and self.trainer.training
-        return make_batch(rgb, self.hints, None if training else indices)
+        if training:
+            return make_batch(rgb, self.hints, None)
+        return make_batch(rgb, self.eval_hints, indices)
