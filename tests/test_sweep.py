@@ -15,6 +15,7 @@ from conftest import ROOT
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import TrialState
+from wandb_runs import offline_runs
 
 from hydra_plugins.hintcolor_optuna_sweeper.search_space import parse_search_space, to_suggest
 from hydra_plugins.hintcolor_optuna_sweeper.sweeper import OptunaSweeper
@@ -119,6 +120,19 @@ def test_multirun_sweep_end_to_end(tmp_path):
     for n in range(3):  # each trial keeps its run folder, config and checkpoint
         assert (out / f"trial_{n:03d}" / "checkpoints" / "last.ckpt").is_file()
         assert (out / f"trial_{n:03d}" / ".hydra" / "overrides.yaml").is_file()
+    # every trial is its own W&B run (offline here), grouped by study, named by trial
+    runs = offline_runs(out)
+    assert len({r.run["run_id"] for r in runs}) == 3
+    assert {r.run.get("run_group") for r in runs} == {"hintcolor"}
+    assert sorted(r.run.get("display_name") for r in runs) == [
+        "trial_000",
+        "trial_001",
+        "trial_002",
+    ]
+    for run in runs:
+        trial = study.trials[int(run.run["display_name"][-3:])]
+        assert run.config["optimizer"]["lr"] == pytest.approx(trial.params["optimizer.lr"])
+        assert run.summary["final_state"] == "complete" and run.values("val/psnr")
 
 
 def test_pruning_reaches_the_trials(tmp_path):

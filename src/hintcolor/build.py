@@ -59,7 +59,9 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
-    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    """The configured loggers; a tracker that could not start (None) is left out."""
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return [logger for logger in loggers if logger is not None]
 
 
 def resolve_precision(trainer_cfg: DictConfig) -> str | int:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
@@ -25,9 +26,11 @@ from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from hintcolor.baselines import gray_baseline, idw_baseline
+from hintcolor.build import build_loggers, plain
 from hintcolor.config import check_ckpt_path
 from hintcolor.data.color import normalized_lab_to_rgb, rgb_uint8_to_normalized_lab
 from hintcolor.data.hints import FixedHints, model_input
+from hintcolor.tracking import tracked_runs
 from hintcolor.utils.hardware import fast_precision
 
 log = logging.getLogger(__name__)
@@ -157,7 +160,33 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         "rows": rows,
     }
     write_results(result, Path(output_dir))
+    log_results(result, train_cfg, build_loggers(cfg), Path(output_dir))
     return result
+
+
+def log_results(
+    result: dict[str, Any], train_cfg: DictConfig, loggers: list[Logger], out: Path
+) -> None:
+    """PSNR@k to the configured loggers: metrics everywhere, and in W&B the table and plot.
+
+    The run's config holds the checkpoint's training config, so evaluations compare in W&B
+    by model, learning rate, ... like training runs (``logger.wandb.id=`` appends to a run).
+    """
+    if not loggers:
+        return
+    metrics = {f"eval/{r['method']}/psnr@{r['k']}": r["psnr"] for r in result["rows"]}
+    metrics |= {f"eval/{r['method']}/ssim@{r['k']}": r["ssim"] for r in result["rows"]}
+    info = {k: v for k, v in result.items() if k != "rows"}
+    with tracked_runs(loggers):
+        for logger in loggers:
+            logger.log_hyperparams({"eval": info, **plain(train_cfg)})
+            logger.log_metrics(metrics)
+            if isinstance(logger, WandbLogger):
+                columns = list(result["rows"][0])
+                data = [[r[c] for c in columns] for r in result["rows"]]
+                logger.log_table("eval/psnr_at_k", columns=columns, data=data)
+                logger.log_image("eval/psnr_at_k_plot", [str(out / "psnr_at_k.png")])
+            logger.save()
 
 
 def markdown_table(rows: list[dict[str, Any]], metric: str, digits: int = 2) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from hintcolor.build import (
@@ -21,6 +22,7 @@ from hintcolor.build import (
     plain,
 )
 from hintcolor.config import ConfigError, check_train_config
+from hintcolor.tracking import finish_runs, log_metadata, run_metadata, tracked_runs
 from hintcolor.tuning import pruning_callbacks
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ def as_config_error(exc: Exception) -> ConfigError:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and test) as configured; returns the final metrics as floats."""
     L.seed_everything(cfg.seed, workers=True)
+    loggers: list[Logger] = []
     try:
         backbone = build_backbone(cfg.model)
         check_train_config(cfg, getattr(backbone, "stride", 1))
@@ -54,28 +57,34 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.get("test") and "test" not in datamodule.datasets:
             raise ConfigError("test=true needs test data: set data.test_dir (or data.root)")
         callbacks = build_callbacks(cfg) + pruning_callbacks(cfg, monitor="val/psnr")
-        trainer = build_trainer(cfg.trainer, callbacks, build_loggers(cfg))
+        loggers = build_loggers(cfg)
+        trainer = build_trainer(cfg.trainer, callbacks, loggers)
     except (ConfigError, InstantiationException, OSError, ValueError, TypeError) as exc:
+        finish_runs(loggers, "failed")
         raise as_config_error(exc) from exc
 
-    for logger in trainer.loggers:
-        logger.log_hyperparams(plain(cfg))
-    n_params = sum(p.numel() for p in backbone.parameters())
-    log.info(f"backbone {cfg.model.name}: {n_params / 1e6:.2f} M parameters")
-    log.info(f"precision {trainer.precision}, channels_last={cfg.channels_last}")
+    with tracked_runs(trainer.loggers):
+        for logger in trainer.loggers:
+            logger.log_hyperparams(plain(cfg))
+        metadata = run_metadata(backbone, trainer, cfg.paths.root_dir)
+        log_metadata(trainer.loggers, metadata)
+        log.info(
+            f"backbone {cfg.model.name}: {metadata['model_size']['params'] / 1e6:.2f} M parameters"
+        )
+        log.info(f"precision {trainer.precision}, channels_last={cfg.channels_last}")
 
-    if cfg.get("train", True):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if cfg.get("train", True):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    if cfg.get("test", False):
-        best = _checkpoint(trainer, "best_model_path")
-        if best is None:
-            log.warning("no best checkpoint; testing the current weights")
-        trainer.test(module, datamodule=datamodule, ckpt_path=best)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        if cfg.get("test", False):
+            best = _checkpoint(trainer, "best_model_path")
+            if best is None:
+                log.warning("no best checkpoint; testing the current weights")
+            trainer.test(module, datamodule=datamodule, ckpt_path=best)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
-    _report(trainer, metrics)
+        _report(trainer, metrics)
     return metrics
 
 

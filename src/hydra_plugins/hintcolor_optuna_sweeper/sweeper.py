@@ -124,10 +124,12 @@ class OptunaSweeper(Sweeper):
     def _job_overrides(
         self, trial: optuna.trial.Trial, space: dict[str, Suggest], fixed: Sequence[str]
     ) -> list[str]:
+        name = f"trial_{trial.number:03d}"
         trial_info = [
             f"+optuna.study_name={self.conf.study_name}",
             f"+optuna.trial_number={trial.number}",
-            f"hydra.sweep.subdir=trial_{trial.number:03d}",
+            f"+optuna.trial_name={name}",  # names the trial's tracker run (W&B)
+            f"hydra.sweep.subdir={name}",
         ]
         return [*fixed, *trial_overrides(trial, space), *trial_info]
 
