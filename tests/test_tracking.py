@@ -154,3 +154,18 @@ def test_hint_overlay_paints_hints_and_outlines_them():
     panels = colorization_panels(batch, torch.zeros(1, 2, 16, 16))
     assert panels.shape == (1, 3, 16, 64)
     assert torch.equal(panels[..., 48:], batch["rgb"])  # ground truth last
+
+
+def test_resuming_with_the_run_id_continues_the_wandb_run(tmp_path, photo_folders):
+    base = [*FAST, *_data(photo_folders), "logger=wandb"]
+    train(compose("train", [*base, "logger.wandb.log_model=true"], tmp_path / "a"))
+    (first,) = offline_runs(tmp_path / "a")
+    assert {a["type"] for a in first.artifacts} == {"model"}  # checkpoints as artifacts
+    assert any("best" in a["aliases"] for a in first.artifacts)
+    run_id = first.run["run_id"]
+    ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    resumed = [*base, f"ckpt_path={ckpt}", "trainer.max_epochs=2", f"logger.wandb.id={run_id}"]
+    train(compose("train", resumed, tmp_path / "b"))
+    (second,) = offline_runs(tmp_path / "b")
+    assert second.run["run_id"] == run_id and second.run.get("resume") is True
+    assert second.values("epoch")[-1] == 1  # the second epoch, logged to the same run

@@ -19,6 +19,7 @@ class WandbRun:
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
     exit_code: int | None = None
 
     def values(self, key: str) -> list[Any]:
@@ -53,6 +54,8 @@ def read_run(wandb_file: Path) -> WandbRun:
             run.history.append(record["history"]["item"])
         elif kind == "summary":
             _merge(run.summary, record["summary"].get("update", {}))
+        elif kind == "artifact":
+            run.artifacts.append(record["artifact"])
         elif kind == "exit":
             run.exit_code = record["exit"].get("exit_code", 0)
     return run

@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig
 
 from hintcolor.build import (
@@ -101,8 +101,14 @@ def _report(trainer: L.Trainer, metrics: dict[str, Any]) -> None:
         if path:
             lines.append(f"  {label} checkpoint: {path}")
     for logger in trainer.loggers:
-        if logger.log_dir:
+        if isinstance(logger, CSVLogger):
             lines.append(f"  metrics: {Path(logger.log_dir) / 'metrics.csv'}")
+        elif isinstance(logger, WandbLogger) and logger._experiment is not None:
+            run = logger.experiment
+            if run.settings.mode == "online":
+                lines.append(f"  W&B run: {run.url}")
+            else:
+                lines.append(f"  W&B run (offline): wandb sync {run.settings.sync_dir}")
     shown = [f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))]
     if shown:
         lines.append(f"  final: {', '.join(shown)}")
