@@ -18,6 +18,7 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
+from readme_blocks import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,10 +68,11 @@ def run_study(name: str, pruner: str, args: argparse.Namespace, out: Path) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=8, help="data.train_repeats (epoch size)")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench" / "sweep")
+    parser.add_argument("--readme", type=Path, help="update this file's bench-sweep block")
     args = parser.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows = [run_study(f"bench-{p}-{stamp}", p, args, args.out) for p in ("none", "median")]
@@ -98,6 +100,8 @@ def main() -> None:
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pruning.md").write_text(table + "\n")
+    if args.readme:
+        replace_block(args.readme, "bench-sweep", table)
     (args.out / "pruning.json").write_text(
         json.dumps({"rows": rows, "epoch_ratio": ratio, "best_delta": delta}, indent=2)
     )
