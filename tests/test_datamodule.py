@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from hintcolor.build import build_datamodule
 from hintcolor.data import ColorizationDataModule, Zhang17Hints
-from hintcolor.data.dataset import collate_skip_failed
+from hintcolor.data.dataset import PhotoDataset, collate_skip_failed
 
 
 def _datamodule(tmp_path: Path, **data) -> ColorizationDataModule:
@@ -74,7 +74,8 @@ def test_batch_transfer_builds_model_input(tmp_path, photo_folders):
 
 
 def test_file_broken_mid_run_is_skipped_not_fatal(tmp_path, photo_folders):
-    dm = _datamodule(tmp_path, train_dir=photo_folders["train"], val_dir=photo_folders["val"])
+    folders = dict(train_dir=photo_folders["train"], val_dir=photo_folders["val"])
+    dm = _datamodule(tmp_path, cache_images="false", **folders)  # decoded when needed
     dm.setup("fit")
     victim = dm.datasets["train"].files[0]
     victim.write_bytes(b"overwritten after the start-up scan")
@@ -140,3 +141,20 @@ def test_validation_uses_eval_hints_when_given(tmp_path, photo_folders):
     )
     same = build_datamodule(cfg.data, cfg.hints)  # no eval_hints: the training law
     assert same.eval_hints is same.hints
+
+
+def test_cached_photos_are_decoded_once_and_protected(tmp_path, kodak_files):
+    files = []
+    for f in kodak_files[:3]:
+        files.append(tmp_path / f.name)
+        files[-1].write_bytes(f.read_bytes())
+    cfg = compose("train", ["data.image_size=64"], tmp_path)
+    transform = instantiate(cfg.data.eval_transform)
+    plain_set = PhotoDataset(files, transform)
+    cached = PhotoDataset(files, transform, cache=True)
+    files[0].unlink()  # decoded at construction: the cached set no longer needs the file
+    assert torch.equal(cached[1][0], plain_set[1][0])
+    assert cached[0] is not None and plain_set[0] is None
+    with pytest.raises(ValueError):  # a transform writing in place cannot corrupt the cache
+        cached._decoded[1][0, 0, 0] = 0
+    assert cached[3][1] == 0  # repeats wrap around the cached photos

@@ -68,6 +68,7 @@ class ColorizationDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         cache_dir: str | None = None,
         eval_hints: HintSimulator | None = None,
+        cache_images: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -90,6 +91,7 @@ class ColorizationDataModule(L.LightningDataModule):
         self.train_repeats = train_repeats
         self.pin_memory = pin_memory
         self.cache_dir = cache_dir
+        self.cache_images = cache_images
         self.datasets: dict[str, PhotoDataset] = {}
         self._check_paths()
 
@@ -140,7 +142,7 @@ class ColorizationDataModule(L.LightningDataModule):
                 where = self.dirs.get(name) or self.root
                 raise ValueError(f"{name}: no usable colour photos under {where}")
             repeats = self.train_repeats if name == "train" else 1
-            dataset = PhotoDataset(report.usable, self.transforms[name], repeats)
+            dataset = PhotoDataset(report.usable, self.transforms[name], repeats, self.cache_images)
             # Follows torch's seed (``seed=``); workers reseed themselves in seed_worker.
             dataset.reseed(torch.initial_seed() + len(self.datasets))
             self.datasets[name] = dataset

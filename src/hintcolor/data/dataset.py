@@ -29,6 +29,7 @@ class PhotoDataset(Dataset):
         files: Sequence[Path],
         transform: Callable[..., dict] | None = None,
         repeats: int = 1,
+        cache: bool = False,
     ) -> None:
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -36,6 +37,25 @@ class PhotoDataset(Dataset):
         self.transform = transform
         self.repeats = repeats
         self._reported: set[int] = set()
+        # Decoded once here, before the loader forks its workers: they share these pages
+        # (copy-on-write) instead of each decoding every photo again every epoch.
+        self._decoded: list[np.ndarray | None] | None = None
+        if cache:
+            self._decoded = [self._decode(i) for i in range(len(self.files))]
+
+    def _decode(self, index: int) -> np.ndarray | None:
+        try:
+            rgb = load_rgb(self.files[index])
+        except Exception as exc:  # a file that changed or broke after the start-up scan
+            self._report(index, exc)
+            return None
+        rgb.setflags(write=False)  # a transform writing in place must not alter the cache
+        return rgb
+
+    def _report(self, index: int, exc: Exception) -> None:
+        if index not in self._reported:
+            self._reported.add(index)
+            log.warning(f"skipping unreadable image {self.files[index]}: {exc}")
 
     def reseed(self, seed: int) -> None:
         """Seed the augmentation pipeline (albumentations keeps its own RNG, which global
@@ -48,14 +68,14 @@ class PhotoDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         index = index % len(self.files)
+        rgb = self._decoded[index] if self._decoded is not None else self._decode(index)
+        if rgb is None:
+            return None
         try:
-            rgb = load_rgb(self.files[index])
             if self.transform is not None:
                 rgb = self.transform(image=rgb)["image"]
-        except Exception as exc:  # a file that changed or broke after the start-up scan
-            if index not in self._reported:
-                self._reported.add(index)
-                log.warning(f"skipping unreadable image {self.files[index]}: {exc}")
+        except Exception as exc:  # e.g. a photo smaller than a fixed-size crop
+            self._report(index, exc)
             return None
         rgb = np.ascontiguousarray(rgb.transpose(2, 0, 1))
         return torch.from_numpy(rgb), index
