@@ -9,7 +9,7 @@ comma  := ,
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: install train test test-full lint format clean dashboard bench-sweep
+.PHONY: install train test test-full lint format clean dashboard bench bench-precision bench-sweep
 
 install: $(STAMP)
 
@@ -39,9 +39,19 @@ format: install
 	$(PY) -m ruff format src tests scripts
 	$(PY) -m ruff check --fix src tests scripts
 
-# Does pruning pay? The same Optuna study with and without the median pruner (~15 min on 2 cores)
+# Speed of every backbone: FLOPs, training throughput vs a bare loop, efficiency, data pipeline,
+# latency, memory; prints the tables and regenerates them in README.md
+bench: install
+	$(PY) scripts/bench.py --readme README.md $(ARGS)
+
+# Does bf16 cost quality? The default run trained in bf16 and in fp32, PSNR@k of both (~12 min)
+bench-precision: install
+	$(PY) scripts/bench_precision.py --readme README.md $(ARGS)
+
+# Does pruning pay? The same Optuna study with and without the median pruner (~25 min on 2
+# cores); regenerates the README table
 bench-sweep: install
-	$(PY) scripts/bench_sweep.py $(ARGS)
+	$(PY) scripts/bench_sweep.py --readme README.md $(ARGS)
 
 # optuna-dashboard on a study of logs/optuna/ (STUDY=name), on 127.0.0.1 only
 STUDY ?= hintcolor
