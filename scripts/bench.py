@@ -34,7 +34,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
-from readme_blocks import replace_block  # noqa: E402
+from reports import publish  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 # Lab + hint simulation of the original colorization-pytorch code (get_colorization_data,
@@ -110,6 +110,7 @@ def training_throughput(cfg, steps: int, rounds: int, warmup: int) -> dict[str, 
         build_datamodule,
         build_module,
         build_trainer,
+        resolve_precision,
     )
 
     class StepTimer(Callback):
@@ -140,7 +141,7 @@ def training_throughput(cfg, steps: int, rounds: int, warmup: int) -> dict[str, 
     batches = [datamodule.on_after_batch_transfer(next(loader), 0) for _ in range(4)]
     del loader
     optimizer = module.configure_optimizers()["optimizer"]
-    precision = str(build_trainer(cfg.trainer, [], []).precision)
+    precision = str(resolve_precision(cfg.trainer))
 
     def bare_step(batch: dict[str, torch.Tensor]) -> None:
         with autocast(precision):
@@ -408,22 +409,13 @@ def main() -> None:
         for task in ("static", "train", "infer"):
             print(f"{name}: {task} ...", flush=True)
             entry[task] = run_worker(task, name, args.quick, args.set)
-        size = str(entry["train"]["image_size"])
-        flops_key = size if size in entry["static"]["flops"] else min(entry["static"]["flops"])
-        train_flops = entry["static"]["flops"][flops_key]["train"]
+        train_flops = entry["static"]["flops"][str(entry["train"]["image_size"])]["train"]
         entry["ratio"] = entry["train"]["framework_img_s"] / entry["train"]["bare_img_s"]
         entry["achieved_gflops"] = train_flops * entry["train"]["framework_img_s"] / 1e9
         entry["efficiency"] = entry["achieved_gflops"] / peak
         results["backbones"].append(entry)
 
-    table = markdown(results)
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(results, indent=2))
-    (args.out / "bench.md").write_text(table + "\n")
-    if args.readme:
-        replace_block(args.readme, "bench", table)
-    print(f"wrote {args.out / 'bench.md'} and bench.json")
+    publish(markdown(results), results, args.out, "bench", args.readme, "bench")
 
 
 if __name__ == "__main__":

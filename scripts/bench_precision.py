@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from readme_blocks import replace_block
+from reports import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 PRECISIONS = ("bf16-mixed", "32-true")
@@ -99,15 +99,8 @@ def main() -> None:
         f"PSNR@10 bf16 - fp32: {delta:+.2f} dB (bar: within 0.2 dB); training "
         f"speed-up {rows[1]['train_s'] / rows[0]['train_s']:.1f}x.",
     ]
-    table = "\n".join(lines)
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "precision.md").write_text(table + "\n")
-    (args.out / "precision.json").write_text(
-        json.dumps({"rows": rows, "delta_psnr10": delta}, indent=2)
-    )
-    if args.readme:
-        replace_block(args.readme, "bench-precision", table)
+    data = {"rows": rows, "delta_psnr10": delta}
+    publish("\n".join(lines), data, args.out, "precision", args.readme, "bench-precision")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ best val/psnr_best. Prints a Markdown table and writes it, with JSON, to --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
-from readme_blocks import replace_block
+from reports import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,15 +95,8 @@ def main() -> None:
         f"Epochs with pruning / without: {ratio:.2f} (bar <= 0.60); "
         f"best value difference: {delta:+.2f} dB (bar: within 0.3 dB).",
     ]
-    table = "\n".join(lines)
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "pruning.md").write_text(table + "\n")
-    if args.readme:
-        replace_block(args.readme, "bench-sweep", table)
-    (args.out / "pruning.json").write_text(
-        json.dumps({"rows": rows, "epoch_ratio": ratio, "best_delta": delta}, indent=2)
-    )
+    data = {"rows": rows, "epoch_ratio": ratio, "best_delta": delta}
+    publish("\n".join(lines), data, args.out, "pruning", args.readme, "bench-sweep")
 
 
 if __name__ == "__main__":

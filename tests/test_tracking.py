@@ -35,7 +35,7 @@ def test_training_run_is_recorded_in_wandb(tmp_path, photo_folders):
     assert run.config["optimizer"]["lr"] == 0.0005
     assert run.config["model_size"]["params"] > 1e6
     assert len(run.config["code"]["commit"]) == 40  # the repository's git commit
-    images = [v for v in run.values("val/samples._type")]
+    images = run.values("val/samples._type")
     assert images == ["images/separated"] and run.values("val/samples.count") == [
         2
     ]  # the 2 val photos

@@ -123,11 +123,6 @@ def run_metadata(backbone: nn.Module, trainer: L.Trainer, root: str | Path) -> d
     }
 
 
-def log_metadata(loggers: Sequence[Logger], metadata: dict[str, Any]) -> None:
-    for logger in loggers:
-        logger.log_hyperparams(metadata)
-
-
 def finish_runs(loggers: Sequence[Logger], state: str) -> None:
     """Close this job's W&B runs with their final state (complete / pruned / failed).
 

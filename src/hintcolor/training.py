@@ -22,7 +22,7 @@ from hintcolor.build import (
     plain,
 )
 from hintcolor.config import ConfigError, check_train_config
-from hintcolor.tracking import finish_runs, log_metadata, run_metadata, tracked_runs
+from hintcolor.tracking import finish_runs, run_metadata, tracked_runs
 from hintcolor.tuning import pruning_callbacks
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise as_config_error(exc) from exc
 
     with tracked_runs(trainer.loggers):
-        for logger in trainer.loggers:
-            logger.log_hyperparams(plain(cfg))
         metadata = run_metadata(backbone, trainer, cfg.paths.root_dir)
-        log_metadata(trainer.loggers, metadata)
+        for logger in trainer.loggers:
+            logger.log_hyperparams({**plain(cfg), **metadata})
         log.info(
             f"backbone {cfg.model.name}: {metadata['model_size']['params'] / 1e6:.2f} M parameters"
         )
