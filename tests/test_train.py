@@ -2,14 +2,10 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, compose
+from conftest import compose, run_cli
 
 from hintcolor.build import build_backbone, build_datamodule, build_module, build_trainer
 from hintcolor.evaluation import evaluate
@@ -101,7 +97,7 @@ def test_eval_writes_table_with_references(tmp_path, photo_folders):
     )
     result = evaluate(eval_cfg, tmp_path / "eval")
     rows = {(r["method"], r["k"]): r for r in result["rows"]}
-    assert set(rows) == {(m, k) for m in ("model", "gray", "idw") for k in (0, 5, 20)}
+    assert set(rows) == {(m, k) for m in ("model", "gray", "idw", "push_pull") for k in (0, 5, 20)}
     assert all(r["n_images"] == 2 for r in rows.values())
     # references behave as they must: gray ignores hints, IDW improves with them
     assert rows[("gray", 0)]["psnr"] == rows[("gray", 20)]["psnr"]
@@ -116,16 +112,7 @@ def test_eval_writes_table_with_references(tmp_path, photo_folders):
     assert evaluate(eval_cfg, tmp_path / "eval1")["images"] == 1
 
 
-def _cli(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HINTCOLOR_ROOT": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / script), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+_cli = run_cli
 
 
 @pytest.mark.parametrize(
@@ -201,7 +188,7 @@ def test_ddp_two_cpu_processes(tmp_path, photo_folders):
     cfg = compose(
         "train", [*FAST, *_data(photo_folders), "trainer.precision=32-true"], tmp_path / "one"
     )
-    module = build_module(cfg, build_backbone(cfg.model))
+    module = build_module(cfg, build_backbone(cfg))
     datamodule = build_datamodule(cfg.data, cfg.hints)
     trainer = build_trainer(cfg.trainer, [], [])
     (single,) = trainer.validate(module, datamodule=datamodule, ckpt_path=str(ckpt))

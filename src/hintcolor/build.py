@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
@@ -28,8 +28,17 @@ def plain(node: Any, resolve: bool = True) -> Any:
     return node
 
 
-def build_backbone(model_cfg: DictConfig) -> nn.Module:
-    return instantiate(model_cfg.backbone)
+def build_backbone(cfg: DictConfig) -> nn.Module:
+    """``cfg.model.backbone``, wrapped by ``cfg.hint_prior`` when one is set.
+
+    A prior adds input channels, so the backbone is built with that many more.
+    """
+    prior_cfg = cfg.get("hint_prior")
+    if not prior_cfg:
+        return instantiate(cfg.model.backbone)
+    extra = get_class(prior_cfg._target_).extra_channels
+    in_channels = cfg.model.backbone.in_channels + extra
+    return instantiate(prior_cfg, backbone=instantiate(cfg.model.backbone, in_channels=in_channels))
 
 
 def build_module(cfg: DictConfig, backbone: nn.Module) -> ColorizationModule:

@@ -19,36 +19,25 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from rich.console import Console
 from rich.table import Table
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from hintcolor.baselines import gray_baseline, idw_baseline
 from hintcolor.build import build_loggers, plain
+from hintcolor.checkpoints import load_backbone
 from hintcolor.config import check_ckpt_path
 from hintcolor.data.color import normalized_lab_to_rgb, rgb_uint8_to_normalized_lab
 from hintcolor.data.hints import FixedHints, model_input
+from hintcolor.models.hint_prior import push_pull
 from hintcolor.tracking import tracked_runs
 from hintcolor.utils.hardware import fast_precision
 
 log = logging.getLogger(__name__)
 
-METHODS = ("model", "gray", "idw")
-
-
-def load_backbone(ckpt_path: str | Path) -> tuple[nn.Module, DictConfig]:
-    """Rebuild the trained backbone from a checkpoint alone (no pickled code executed)."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    if "hintcolor_config" not in ckpt:
-        raise ValueError(f"{ckpt_path} is not a hintcolor checkpoint (no hintcolor_config)")
-    train_cfg = OmegaConf.create(ckpt["hintcolor_config"])
-    backbone = instantiate(train_cfg.model.backbone)
-    prefix = "backbone."
-    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    backbone.load_state_dict(state)
-    return backbone.eval(), train_cfg
+METHODS = ("model", "gray", "idw", "push_pull")
 
 
 def psnr_per_image(pred: Tensor, target: Tensor) -> Tensor:
@@ -119,6 +108,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
             preds = {
                 "model": pred_model.float(),
                 "idw": idw_baseline(hints, tuple(ab.shape), cfg.idw_power),
+                "push_pull": push_pull(hints.ab, hints.mask),
             }
             if k == cfg.hint_counts[0]:  # gray ignores the hints: score it once per batch
                 preds["gray"] = gray_baseline(l_norm)

@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     loggers: list[Logger] = []
     try:
-        backbone = build_backbone(cfg.model)
+        backbone = build_backbone(cfg)
         check_train_config(cfg, getattr(backbone, "stride", 1))
         module = build_module(cfg, backbone)
         datamodule = build_datamodule(cfg.data, cfg.hints, cfg.get("eval_hints"))

@@ -1,0 +1,91 @@
+"""Tests for the push-pull hint prior and the residual wrapper around a backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from hintcolor.baselines import idw_baseline
+from hintcolor.build import build_backbone
+from hintcolor.data.hints import FixedHints
+from hintcolor.models.backbones import ResUNet
+from hintcolor.models.hint_prior import PushPullResidual, push_pull
+
+
+def _hints(b: int = 2, h: int = 37, w: int = 53) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.zeros(b, 2, h, w), torch.zeros(b, 1, h, w)
+
+
+def test_no_hints_give_zero_and_one_hint_colours_everything() -> None:
+    ab, mask = _hints()
+    ab[0, :, 5, 7] = torch.tensor([0.3, -0.2])
+    mask[0, :, 5, 7] = 1
+    filled = push_pull(ab, mask)
+    assert torch.allclose(filled[0], torch.tensor([0.3, -0.2]).view(2, 1, 1).expand(2, 37, 53))
+    assert filled[1].abs().max() == 0
+
+
+def test_hinted_pixels_keep_their_colour_and_the_rest_lies_between() -> None:
+    ab, mask = _hints(1, 40, 40)
+    ab[0, :, 2, 2], mask[0, :, 2, 2] = torch.tensor([0.5, 0.1]), 1
+    ab[0, :, 37, 37], mask[0, :, 37, 37] = torch.tensor([-0.5, -0.1]), 1
+    filled = push_pull(ab, mask)
+    assert torch.allclose(filled[0, :, 2, 2], torch.tensor([0.5, 0.1]))
+    assert torch.allclose(filled[0, :, 37, 37], torch.tensor([-0.5, -0.1]))
+    assert filled[0, 0].min() >= -0.5 - 1e-6 and filled[0, 0].max() <= 0.5 + 1e-6
+    # the nearer hint dominates, and colour changes monotonically between them
+    assert filled[0, 0, 5, 5] > filled[0, 0, 20, 20] > filled[0, 0, 34, 34]
+    assert filled[0, 0, 5, 5] > 0.1 and filled[0, 0, 34, 34] < -0.1
+
+
+def test_push_pull_is_as_close_to_the_truth_as_idw_on_smooth_colour() -> None:
+    """On a smooth colour field, interpolating 50 hint patches recovers it about as well as IDW."""
+    h = w = 64
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    ab = torch.stack([0.4 * torch.sin(2 * xx), 0.3 * torch.cos(3 * yy)]).unsqueeze(0)
+    hints = FixedHints(k=50, patch_size=2, location="uniform", seed=0)(ab, torch.tensor([0]))
+    err_pp = (push_pull(hints.ab, hints.mask) - ab).abs().mean()
+    err_idw = (idw_baseline(hints, tuple(ab.shape)) - ab).abs().mean()
+    err_zero = ab.abs().mean()
+    assert err_pp < 0.25 * err_zero
+    assert err_pp < 1.5 * err_idw
+
+
+def test_residual_wrapper_starts_from_the_prior_and_is_built_from_config() -> None:
+    torch.manual_seed(0)
+    backbone = ResUNet(in_channels=6, widths=(4, 8), bridge=8)
+    wrapper = PushPullResidual(backbone)
+    for p in backbone.head.parameters():  # a backbone that predicts no correction
+        torch.nn.init.zeros_(p)
+    x = torch.zeros(1, 4, 20, 28)
+    x[0, 1:3, 3, 4], x[0, 3, 3, 4] = torch.tensor([0.2, 0.4]), 1
+    out = wrapper(x)
+    assert out.shape == (1, 2, 20, 28)
+    assert torch.allclose(out, push_pull(x[:, 1:3], x[:, 3:4]))
+    assert wrapper.stride == backbone.stride
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("train", overrides=["model=unet", "model.backbone.base_width=4"])
+        plain = compose("train", overrides=["model=unet", "hint_prior=none"])
+    built = build_backbone(cfg)
+    assert isinstance(built, PushPullResidual)
+    assert built.backbone.in_channels == 6
+    assert not isinstance(build_backbone(plain), PushPullResidual)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_wrapper_trains_under_bf16_autocast(layout: torch.memory_format) -> None:
+    torch.manual_seed(0)
+    wrapper = PushPullResidual(ResUNet(in_channels=6, widths=(4, 8), bridge=8))
+    wrapper.to(memory_format=layout)
+    x = torch.rand(2, 4, 32, 32).contiguous(memory_format=layout)
+    x[:, 3] = (x[:, 3] > 0.9).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = wrapper(x)
+    assert out.dtype == torch.float32
+    out.square().mean().backward()
+    assert wrapper.backbone.head.weight.grad is not None
