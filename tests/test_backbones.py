@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from hintcolor.models.backbones import SIGGRAPH17, ResUNet, UNet
+from hintcolor.models.backbones import SIGGRAPH17, ResUNet, UNet, ViT
 from hintcolor.models.backbones.common import crop_to, pad_to_multiple
 
 SMALL_MODELS: dict[str, Callable[[], nn.Module]] = {
@@ -18,6 +18,7 @@ SMALL_MODELS: dict[str, Callable[[], nn.Module]] = {
     "siggraph17_cls": lambda: SIGGRAPH17(width_mult=0.125, classification_head=True),
     "unet": lambda: UNet(depth=3, base_width=8),
     "unet_bilinear": lambda: UNet(depth=3, base_width=8, bilinear=True),
+    "vit": lambda: ViT(patch=8, dim=32, depth=2, heads=2, max_relative=3),
 }
 SIZES = [(1, 1), (17, 23), (33, 65), (64, 64), (31, 8)]
 
@@ -62,6 +63,7 @@ def test_stride_attribute() -> None:
     assert ResUNet(widths=(8, 16, 32, 64), bridge=64).stride == 16
     assert SIGGRAPH17(width_mult=0.125).stride == 8
     assert UNet(depth=3, base_width=8).stride == 8
+    assert ViT(patch=16, dim=32, depth=1, heads=2).stride == 16
 
 
 @pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])

@@ -3,5 +3,6 @@
 from .resunet import ResUNet
 from .siggraph17 import SIGGRAPH17
 from .unet import UNet
+from .vit import ViT
 
-__all__ = ["SIGGRAPH17", "ResUNet", "UNet"]
+__all__ = ["SIGGRAPH17", "ResUNet", "UNet", "ViT"]
