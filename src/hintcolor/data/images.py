@@ -46,7 +46,7 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     return files
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def pil_to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit or float grayscale: rescale to 8 bits rather than clip at 255.
         arr = np.asarray(img, dtype=np.float64)
@@ -73,7 +73,7 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
             img.draft("RGB", (max_side, max_side))
         img = ImageOps.exif_transpose(img)
         img.load()
-        rgb = _to_rgb(img)
+        rgb = pil_to_rgb(img)
         if max_side is not None and max(rgb.size) > 2 * max_side:
             rgb.thumbnail((2 * max_side, 2 * max_side))
         return np.asarray(rgb, dtype=np.uint8).copy()

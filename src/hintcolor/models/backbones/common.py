@@ -18,9 +18,11 @@ def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
     h, w = x.shape[-2:]
     pad_h = (-h) % multiple
     pad_w = (-w) % multiple
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-    return x, (h, w)
+    if isinstance(h, int) and isinstance(w, int) and not (pad_h or pad_w):
+        return x, (h, w)
+    # sizes are symbolic while exporting (ONNX, dynamic H/W): always pad, or the graph would
+    # keep whichever branch the example size took
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate"), (h, w)
 
 
 def crop_to(x: Tensor, size: tuple[int, int]) -> Tensor:

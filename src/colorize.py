@@ -1,0 +1,39 @@
+"""Colorize photos: python src/colorize.py ckpt_path=... input=photo.jpg|folder [hints_path=...]"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
+
+from hintcolor.colorize import colorize_files
+from hintcolor.config import ConfigError
+from hintcolor.inference import Colorizer
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="colorize")
+def main(cfg: DictConfig) -> None:
+    try:
+        colorizer = Colorizer.from_checkpoint(cfg.ckpt_path, **cfg.colorizer)
+        output = Path(cfg.output or HydraConfig.get().runtime.output_dir)
+        hints = Path(cfg.hints_path) if cfg.hints_path else None
+        written, skipped = colorize_files(colorizer, Path(cfg.input), hints, output)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for path in written if len(written) <= 10 else []:
+        print(f"wrote {path}")
+    if len(written) > 10:
+        print(f"wrote {len(written)} images under {output}")
+    if skipped:
+        print(f"skipped {len(skipped)} file(s):")
+        for path, reason in skipped:
+            print(f"  {path}: {reason}")
+
+
+if __name__ == "__main__":
+    main()

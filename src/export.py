@@ -1,0 +1,36 @@
+"""Export a trained model: python src/export.py ckpt_path=... [format=onnx] [output=...]"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
+
+from hintcolor.checkpoints import load_backbone
+from hintcolor.config import ConfigError
+
+FORMATS = ("onnx",)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    from hintcolor.export import export_onnx
+
+    if cfg.format not in FORMATS:
+        raise SystemExit(f"error: format={cfg.format} is not one of {', '.join(FORMATS)}")
+    try:
+        backbone, _ = load_backbone(cfg.ckpt_path)
+    except (ConfigError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    default = Path(HydraConfig.get().runtime.output_dir) / f"{Path(cfg.ckpt_path).stem}.onnx"
+    path = export_onnx(backbone, Path(cfg.output or default), cfg.example_size, cfg.opset)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
