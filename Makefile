@@ -9,7 +9,7 @@ comma  := ,
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: install train test test-full lint format clean dashboard bench bench-precision bench-sweep
+.PHONY: install train test test-full lint format clean dashboard bench bench-precision bench-sweep bench-quality app
 
 install: $(STAMP)
 
@@ -52,6 +52,17 @@ bench-precision: install
 # cores); regenerates the README table
 bench-sweep: install
 	$(PY) scripts/bench_sweep.py --readme README.md $(ARGS)
+
+# Which backbone? Each one trained under experiment=backbone_budget on the research pool, PSNR@k
+# on the ImageNet sample next to gray / idw / push_pull and the published SIGGRAPH'17 curve
+# (~1.5 h on 2 cores; finished runs are reused); regenerates the README table and plot
+bench-quality: install
+	$(PY) scripts/bench_quality.py --readme README.md --plot docs/backbones_psnr_at_k.png $(ARGS)
+
+# The interactive page on http://127.0.0.1:7860 with the newest `make train` model
+# (or CKPT=path/to/best.ckpt)
+app: install
+	$(PY) src/app.py $(if $(CKPT),ckpt_path=$(CKPT)) $(ARGS)
 
 # optuna-dashboard on a study of logs/optuna/ (STUDY=name), on 127.0.0.1 only
 STUDY ?= hintcolor

@@ -33,6 +33,7 @@ os.environ.setdefault("HINTCOLOR_ROOT", str(ROOT))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch  # noqa: E402
+from entry_points import QUICK_WIDTHS  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 from reports import publish  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
@@ -120,7 +121,7 @@ def training_throughput(cfg, steps: int, rounds: int, warmup: int) -> dict[str, 
         def on_train_batch_start(self, *args: Any) -> None:
             self.marks.append(time.perf_counter())
 
-    template = build_backbone(cfg.model)
+    template = build_backbone(cfg)
     batch_size = cfg.data.batch_size
 
     def framework_round() -> float:
@@ -191,6 +192,27 @@ def inference_latency(backbone: torch.nn.Module, sizes: list[tuple[int, int]], r
     return out
 
 
+def click_latency(backbone: torch.nn.Module, repeats: int, working_size: int = 256) -> float:
+    """Median ms of the page's work for one hint click (as /api/colorize times it): 10 hints
+    rendered, the network at the working size, the preview PNG encoded. A Kodak photo."""
+    import numpy as np
+    from PIL import Image
+
+    from hintcolor.app.server import png_data_url
+    from hintcolor.inference import Colorizer
+    from hintcolor.user_hints import parse_hints
+
+    colorizer = Colorizer(backbone, working_size=working_size)
+    rgb = np.asarray(Image.open(sorted((ROOT / "data/kodak24/val").glob("*"))[0]).convert("RGB"))
+    photo = colorizer.prepare(rgb)
+    h, w = rgb.shape[:2]
+    hints = parse_hints(
+        [{"x": (i * 97) % w, "y": (i * 61) % h, "color": "#a06030"} for i in range(10)]
+    )
+    seconds = median_time(lambda: png_data_url(colorizer.preview(photo, hints)), repeats, 3)
+    return seconds * 1000
+
+
 def data_pipeline(cfg, size: int, images: int) -> dict[str, float]:
     """img/s of one worker (one thread): decode + augment, then Lab + hints on the batch."""
     from hydra.utils import instantiate
@@ -259,7 +281,7 @@ def worker(task: str, backbone_name: str, quick: bool, extra: list[str]) -> dict
             cfg.trainer.max_epochs = -1
         result = training_throughput(cfg, steps, rounds, warmup)
     elif task == "static":
-        backbone = build_backbone(cfg.model)
+        backbone = build_backbone(cfg)
         result = {
             "params": sum(p.numel() for p in backbone.parameters()),
             "flops": {s: flops(backbone, s) for s in ((32, 64) if quick else (128, 256))},
@@ -267,7 +289,9 @@ def worker(task: str, backbone_name: str, quick: bool, extra: list[str]) -> dict
         }
     elif task == "infer":
         sizes = [(64, 64), (64, 96)] if quick else [(256, 256), (512, 768)]
-        result = inference_latency(build_backbone(cfg.model), sizes, 3 if quick else 20)
+        backbone = build_backbone(cfg)
+        result = inference_latency(backbone, sizes, 3 if quick else 20)
+        result["click"] = click_latency(backbone, 3 if quick else 20, 64 if quick else 256)
     elif task == "machine":
         result = {
             "matmul_gflops": matmul_peak(256 if quick else 4096, 3 if quick else 10),
@@ -286,12 +310,7 @@ def worker(task: str, backbone_name: str, quick: bool, extra: list[str]) -> dict
     return result
 
 
-STEPS = {"resunet": 30, "unet": 6, "siggraph17": 6, "resunet_large": 8}
-QUICK_WIDTHS = {
-    "resunet": ["model.backbone.widths=[4,8,16,32,64]", "model.backbone.bridge=64"],
-    "unet": ["model.backbone.base_width=4"],
-    "siggraph17": ["model.backbone.width_mult=0.125"],
-}
+STEPS = {"resunet": 30, "unet": 6, "siggraph17": 6, "resunet_large": 8, "vit_tiny": 20}
 
 
 # ---- orchestration ---------------------------------------------------------------------------
@@ -334,18 +353,22 @@ def markdown(results: dict[str, Any]) -> str:
             f"{b['achieved_gflops']:.0f} | {b['efficiency'] * 100:.0f} % | "
             f"{t['peak_rss_mb']:.0f} |"
         )
-    latency_keys = list(results["backbones"][0]["infer"].keys() - {"peak_rss_mb"})
+    latency_keys = list(results["backbones"][0]["infer"].keys() - {"peak_rss_mb", "click"})
     latency_keys.sort()
     lines += [
         "",
-        "Inference, batch 1, all cores, median of 20 after warm-up (ms):",
+        "Inference, batch 1, all cores, median of 20 after warm-up (ms); page click = the "
+        "server work of one hint click on `make app` (10 hints, network at 256 px in the fast "
+        "precision, PNG encoded):",
         "",
-        "| backbone | " + " | ".join(latency_keys) + " | inference RSS (MB) |",
-        "| --- |" + " --- |" * (len(latency_keys) + 1),
+        "| backbone | " + " | ".join(latency_keys) + " | page click, 256 px preview "
+        "| inference RSS (MB) |",
+        "| --- |" + " --- |" * (len(latency_keys) + 2),
     ]
     for b in results["backbones"]:
         cells = " | ".join(f"{b['infer'][k]:.1f}" for k in latency_keys)
-        lines.append(f"| {b['name']} | {cells} | {b['infer']['peak_rss_mb']:.0f} |")
+        click = b["infer"]["click"]
+        lines.append(f"| {b['name']} | {cells} | {click:.1f} | {b['infer']['peak_rss_mb']:.0f} |")
     lines += [
         "",
         "Data pipeline, one worker (one thread), default augmentation, photos decoded from "
@@ -368,7 +391,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", default="resunet,unet,siggraph17")
+    parser.add_argument("--backbones", default="resunet,unet,siggraph17,vit_tiny")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench")
     parser.add_argument("--quick", action="store_true", help="tiny models, a few steps (tests)")
     parser.add_argument("--readme", type=Path, help="update this file's bench block")

@@ -12,28 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from entry_points import ROOT, run_entry_point
 from reports import publish
 
-ROOT = Path(__file__).resolve().parents[1]
 PRECISIONS = ("bf16-mixed", "32-true")
-
-
-def run(args: list[str]) -> None:
-    env = {**os.environ, "HINTCOLOR_ROOT": str(ROOT), "WANDB_MODE": "offline"}
-    subprocess.run(
-        [sys.executable, *args],
-        check=True,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def main() -> None:
@@ -53,7 +38,7 @@ def main() -> None:
     for precision in PRECISIONS:
         run_dir = args.out / precision
         start = time.perf_counter()
-        run(
+        run_entry_point(
             [
                 "src/train.py",
                 f"trainer.precision={precision}",
@@ -65,7 +50,7 @@ def main() -> None:
         )
         train_s = time.perf_counter() - start
         eval_dir = args.out / f"eval-{precision}"
-        run(
+        run_entry_point(
             [
                 "src/eval.py",
                 f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",

@@ -9,7 +9,7 @@ import sys
 
 from conftest import ROOT
 
-BACKBONES = ["resunet", "unet", "siggraph17"]
+BACKBONES = ["resunet", "unet", "siggraph17", "vit_tiny"]
 
 
 def test_bench_script_runs_end_to_end(tmp_path):
@@ -38,3 +38,35 @@ def test_bench_script_runs_end_to_end(tmp_path):
     text = readme.read_text()
     assert "old table" not in text and text.startswith("intro") and text.endswith("outro\n")
     assert table.strip() in text
+
+
+def test_quality_bench_trains_evaluates_and_reports_every_backbone(tmp_path):
+    """`make bench-quality --quick`: every backbone row, the references, the bar line, the PNG;
+    a second call reuses the finished runs instead of training again."""
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- bench-quality:begin -->\nold\n<!-- bench-quality:end -->\n")
+    out = tmp_path / "quality"
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_quality.py"), "--quick", "--out", str(out)]
+    cmd += ["--backbones", ",".join(BACKBONES), "--test-dir", str(ROOT / "data/kodak24/val")]
+    proc = subprocess.run(
+        [*cmd, "--readme", str(readme)], capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((out / "quality.json").read_text())
+    assert sorted(r["label"] for r in data["rows"]) == sorted(BACKBONES)
+    for row in data["rows"]:
+        assert set(row["psnr"]) == {"0", "1", "10"}
+        assert all(5 < v < 60 for v in row["psnr"].values())
+        assert row["train_min"] > 0 and row["seeds"] == [0]
+    refs = data["references"]
+    assert refs["gray"]["0"] == refs["gray"]["10"] and refs["idw"]["10"] > refs["gray"]["10"]
+    table = (out / "quality.md").read_text()
+    for row in [*BACKBONES, "gray (no learning)", "idw (no learning)", "SIGGRAPH'17 published"]:
+        assert f"| {row}" in table
+    assert "Best backbone:" in table and "old" not in readme.read_text()
+    assert (out / "psnr_at_k.png").stat().st_size > 10_000
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("reused") == len(BACKBONES)
+    assert "training" not in again.stdout

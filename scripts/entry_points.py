@@ -1,0 +1,35 @@
+"""What the benchmark scripts share: running the project's entry points as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Tiny widths for the benchmarks' --quick mode (tests): only the plumbing is exercised.
+QUICK_WIDTHS = {
+    "resunet": ["model.backbone.widths=[4,8,16,32,64]", "model.backbone.bridge=64"],
+    "unet": ["model.backbone.base_width=4"],
+    "siggraph17": ["model.backbone.width_mult=0.125"],
+    "vit_tiny": ["model.backbone.dim=32", "model.backbone.depth=2", "model.backbone.heads=2"],
+}
+
+
+def run_entry_point(args: list[str], log: Path | None = None) -> None:
+    """Run ``python <args>`` in the repository root, W&B offline, output to ``log`` (or none).
+
+    A failure stops the benchmark with the log's tail, so a broken run is never reported.
+    """
+    env = {**os.environ, "HINTCOLOR_ROOT": str(ROOT), "WANDB_MODE": "offline"}
+    env.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    if log:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log or os.devnull, "w") as out:
+        proc = subprocess.run(
+            [sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    if proc.returncode != 0:
+        tail = log.read_text()[-3000:] if log else ""
+        raise SystemExit(f"{' '.join(args[:1])} failed (exit {proc.returncode}):\n{tail}")
