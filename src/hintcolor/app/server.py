@@ -23,9 +23,9 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from hintcolor.data.images import IMAGE_EXTENSIONS, pil_to_rgb
+from hintcolor.data.images import IMAGE_EXTENSIONS, load_rgb
 from hintcolor.inference import Colorizer, PreparedPhoto
 from hintcolor.user_hints import HintError, UserHint, parse_hints
 
@@ -61,9 +61,8 @@ def decode_photo(data: bytes, limits: Limits) -> np.ndarray:
                     f"the image has {w}x{h} pixels; the limit is {limits.max_pixels / 1e6:g} "
                     "megapixels",
                 )
-            img = ImageOps.exif_transpose(img)
-            img.load()
-            return np.asarray(pil_to_rgb(img), dtype=np.uint8).copy()
+        # the project's one decoder (EXIF rotation, RGBA/palette/16-bit/CMYK -> RGB)
+        return load_rgb(io.BytesIO(data))
     except HTTPException:
         raise
     except Image.DecompressionBombError:  # PIL refuses before we can read the header's size

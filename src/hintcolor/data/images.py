@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -46,7 +47,7 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     return files
 
 
-def pil_to_rgb(img: Image.Image) -> Image.Image:
+def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit or float grayscale: rescale to 8 bits rather than clip at 255.
         arr = np.asarray(img, dtype=np.float64)
@@ -62,8 +63,9 @@ def pil_to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
-    """Decode ``path`` to an (H, W, 3) uint8 RGB array, EXIF orientation applied.
+def load_rgb(path: str | os.PathLike | BinaryIO, max_side: int | None = None) -> np.ndarray:
+    """Decode ``path`` (or an open binary file) to an (H, W, 3) uint8 RGB array, EXIF orientation
+    applied.
 
     ``max_side`` allows a reduced decode (at least that many pixels on each side kept).
     Raises ``OSError``/``ValueError`` for unreadable files.
@@ -73,7 +75,7 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
             img.draft("RGB", (max_side, max_side))
         img = ImageOps.exif_transpose(img)
         img.load()
-        rgb = pil_to_rgb(img)
+        rgb = _to_rgb(img)
         if max_side is not None and max(rgb.size) > 2 * max_side:
             rgb.thumbnail((2 * max_side, 2 * max_side))
         return np.asarray(rgb, dtype=np.uint8).copy()
