@@ -1,5 +1,6 @@
 """The data module on real photo folders, including the files that break naive loaders."""
 
+import os
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader
 from hintcolor.build import build_datamodule
 from hintcolor.data import ColorizationDataModule, Zhang17Hints
 from hintcolor.data.dataset import PhotoDataset, collate_skip_failed
+from hintcolor.data.images import shown
 
 
 def _datamodule(tmp_path: Path, **data) -> ColorizationDataModule:
@@ -158,3 +160,31 @@ def test_cached_photos_are_decoded_once_and_protected(tmp_path, kodak_files):
     with pytest.raises(ValueError):  # a transform writing in place cannot corrupt the cache
         cached._decoded[1][0, 0, 0] = 0
     assert cached[3][1] == 0  # repeats wrap around the cached photos
+
+
+def test_every_file_of_the_folder_is_used_or_reported(tmp_path, kodak_files, photo_folders, caplog):
+    """Odd names, GIFs, over-large photos and other formats: used, or counted with a reason."""
+    d = tmp_path / "odd"
+    d.mkdir()
+    photo = Image.open(kodak_files[0]).convert("RGB")
+    photo.save(os.fsdecode(os.fsencode(d) + b"/caf\xe9.jpg"))  # Latin-1 name, not UTF-8
+    photo.quantize(64).save(d / "palette.gif")
+    photo.resize((1200, 800)).save(d / "large.png")
+    (d / "notes.txt").write_text("x")
+    dm = _datamodule(tmp_path, train_dir=d, val_dir=photo_folders["val"], max_pixels=500_000)
+    assert dm.max_pixels == 500_000
+    with caplog.at_level("INFO"):
+        dm.prepare_data()
+        dm.setup("fit")
+    assert sorted(shown(p.name) for p in dm.datasets["train"].files) == [
+        "caf\\xe9.jpg",
+        "palette.gif",
+    ]
+    text = caplog.text
+    assert "train: 2 usable images, 0 grayscale skipped, 0 unreadable skipped, 1 over" in text
+    assert "large.png: 1200x800" in text and "data.max_pixels=500000" in text
+    assert "data.train_dir: 1 other file(s) (.txt: 1) not used" in text
+    text.encode("utf-8")
+    assert dm.datasets["train"].min_side == 4 * dm.image_size  # large JPEGs decode reduced
+    with pytest.raises(Exception, match=r"data\.max_pixels must be a positive integer"):
+        _datamodule(tmp_path, train_dir=d, val_dir=photo_folders["val"], max_pixels=0)

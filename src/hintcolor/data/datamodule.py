@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,23 @@ from torch.utils.data import DataLoader
 from hintcolor.data.color import rgb_uint8_to_normalized_lab
 from hintcolor.data.dataset import PhotoDataset, collate_skip_failed, seed_worker
 from hintcolor.data.hints import HintSimulator, model_input
-from hintcolor.data.images import find_images, log_report, scan_images
+from hintcolor.data.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    ScanReport,
+    describe_others,
+    list_images,
+    log_report,
+    scan_images,
+)
 
 log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
+# JPEGs decode at reduced size (DCT scaling) while their shorter side keeps this many times
+# data.image_size: training crops (>= 1/4 of the area) and the evaluation's resize still
+# only ever shrink, so quality is unchanged; only photos >= 8x image_size are affected.
+DECODE_SIDE_FACTOR = 4
 
 
 def make_batch(
@@ -45,8 +58,9 @@ def make_batch(
 class ColorizationDataModule(L.LightningDataModule):
     """Photos from ``train_dir``/``val_dir``/``test_dir``, or one ``root`` split by seed.
 
-    Missing or empty folders fail at construction/set-up, naming the path; grayscale and
-    unreadable photos are skipped and counted in the log.
+    Missing or empty folders fail at construction/set-up, naming the path; grayscale,
+    unreadable and over-large (``max_pixels``) photos are skipped and counted in the log,
+    and so are files of other formats.
     """
 
     def __init__(
@@ -69,12 +83,18 @@ class ColorizationDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         eval_hints: HintSimulator | None = None,
         cache_images: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         if image_size < 1:
             raise ValueError(f"data.image_size must be >= 1, got {image_size}")
+        if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
+            raise ValueError(
+                f"data.max_pixels must be a positive integer (pixels per photo, e.g. "
+                f"50000000 for 50 MP), got {max_pixels!r}"
+            )
         self.hints = hints
         # Validation/test hints may differ from the training law: a study that tunes the
         # training hint density must still compare its trials on the same validation hints.
@@ -92,7 +112,9 @@ class ColorizationDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.cache_dir = cache_dir
         self.cache_images = cache_images
+        self.max_pixels = max_pixels
         self.datasets: dict[str, PhotoDataset] = {}
+        self._listings: dict[str, tuple[list[Path], Counter[str]]] = {}
         self._check_paths()
 
     def _check_paths(self) -> None:
@@ -113,10 +135,22 @@ class ColorizationDataModule(L.LightningDataModule):
             if not Path(path).is_dir():
                 raise FileNotFoundError(f"{key}: folder {path} does not exist")
 
+    def _folders(self) -> dict[str, str]:
+        """Config key -> folder, for the folders this module reads."""
+        if self.root is not None:
+            return {"data.root": str(self.root)}
+        return {f"data.{s}_dir": str(d) for s, d in self.dirs.items() if d is not None}
+
+    def _listing(self, folder: str) -> tuple[list[Path], Counter[str]]:
+        # Listed once: a folder of 100,000 files takes a while to walk.
+        if folder not in self._listings:
+            self._listings[folder] = list_images(folder)
+        return self._listings[folder]
+
     def _files(self) -> dict[str, list[Path]]:
         if self.root is None:
-            return {s: find_images(d) for s, d in self.dirs.items() if d is not None}
-        files = find_images(self.root)
+            return {s: self._listing(str(d))[0] for s, d in self.dirs.items() if d is not None}
+        files = self._listing(str(self.root))[0]
         order = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.split_seed))
         shuffled = [files[i] for i in order]
         out, start = {}, 0
@@ -127,25 +161,48 @@ class ColorizationDataModule(L.LightningDataModule):
             start += n
         return out
 
+    def _scan(self, files: list[Path]) -> ScanReport:
+        workers = os.cpu_count() or 1
+        return scan_images(files, self.cache_dir, workers=workers, max_pixels=self.max_pixels)
+
     def prepare_data(self) -> None:
         # Rank 0 only: vet every file once; set-up on every rank then reads the cache.
         for stage_files in self._files().values():
-            scan_images(stage_files, self.cache_dir, workers=os.cpu_count() or 1)
+            self._scan(stage_files)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        for name, files in self._files().items():
-            report = scan_images(files, self.cache_dir, workers=os.cpu_count() or 1)
+        files = self._files()
+        self._log_other_files()
+        for name, stage_files in files.items():
+            report = self._scan(stage_files)
             log_report(report, name)
             if not report.usable:
                 where = self.dirs.get(name) or self.root
                 raise ValueError(f"{name}: no usable colour photos under {where}")
             repeats = self.train_repeats if name == "train" else 1
-            dataset = PhotoDataset(report.usable, self.transforms[name], repeats, self.cache_images)
+            dataset = PhotoDataset(
+                report.usable,
+                self.transforms[name],
+                repeats,
+                self.cache_images,
+                min_side=DECODE_SIDE_FACTOR * self.image_size,
+                max_pixels=self.max_pixels,
+            )
             # Follows torch's seed (``seed=``); workers reseed themselves in seed_worker.
             dataset.reseed(torch.initial_seed() + len(self.datasets))
             self.datasets[name] = dataset
+
+    def _log_other_files(self) -> None:
+        """Say how many files of each folder are not used because of their format."""
+        for key, folder in self._folders().items():
+            others = self._listing(folder)[1]
+            if others:
+                log.info(
+                    f"{key}: {describe_others(others)} not used: not a photo format read here "
+                    f"({', '.join(IMAGE_EXTENSIONS)})"
+                )
 
     def dataloader(self, name: str) -> DataLoader:
         """The loader of split ``name`` (train, val or test)."""

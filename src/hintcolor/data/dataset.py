@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from hintcolor.data.images import load_rgb
+from hintcolor.data.images import DEFAULT_MAX_PIXELS, allow_pixels, load_rgb, shown
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,9 @@ class PhotoDataset(Dataset):
 
     ``repeats`` makes an epoch visit each photo several times (with fresh random crops),
     which keeps epochs of a small folder from being a handful of steps long.
+    ``min_side`` lets large JPEGs decode at reduced size (see :func:`load_rgb`): the
+    transforms shrink them to the training crop anyway, and a full decode of a 48 MP photo
+    at every read would dominate the data pipeline.
     A file that fails to decode is logged once and yields ``None``, which
     :func:`collate_skip_failed` drops, so a bad file never stops a run.
     """
@@ -30,12 +33,16 @@ class PhotoDataset(Dataset):
         transform: Callable[..., dict] | None = None,
         repeats: int = 1,
         cache: bool = False,
+        min_side: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
         self.files = list(files)
         self.transform = transform
         self.repeats = repeats
+        self.min_side = min_side
+        self.max_pixels = max_pixels
         self._reported: set[int] = set()
         # Decoded once here, before the loader forks its workers: they share these pages
         # (copy-on-write) instead of each decoding every photo again every epoch.
@@ -45,7 +52,8 @@ class PhotoDataset(Dataset):
 
     def _decode(self, index: int) -> np.ndarray | None:
         try:
-            rgb = load_rgb(self.files[index])
+            allow_pixels(self.max_pixels)  # here too: a worker may be a fresh process
+            rgb = load_rgb(self.files[index], min_side=self.min_side)
         except Exception as exc:  # a file that changed or broke after the start-up scan
             self._report(index, exc)
             return None
@@ -55,7 +63,7 @@ class PhotoDataset(Dataset):
     def _report(self, index: int, exc: Exception) -> None:
         if index not in self._reported:
             self._reported.add(index)
-            log.warning(f"skipping unreadable image {self.files[index]}: {exc}")
+            log.warning(f"skipping unreadable image {shown(self.files[index])}: {exc}")
 
     def reseed(self, seed: int) -> None:
         """Seed the augmentation pipeline (albumentations keeps its own RNG, which global
