@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from hintcolor.config import ParameterError
 from hintcolor.data.hints import (
     DensityHints,
     FixedHints,
@@ -162,3 +163,23 @@ def test_bad_parameters_raise():
 def test_no_hints_gives_empty_render():
     hints = Zhang17Hints(p=1.0)(_ab(2))
     assert hints.mask.sum() == 0 and hints.centers.shape == (0, 3)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Zhang17Hints(p=2), r"hints\.p must be in \(0, 1\] .*got 2$"),
+        (lambda: Zhang17Hints(p="abc"), r"hints\.p must be in \(0, 1\]"),
+        (lambda: Zhang17Hints(patch_sizes=[0, 3]), r"hints\.patch_sizes must be a non-empty"),
+        (lambda: Zhang17Hints(max_hints=-1), r"hints\.max_hints must be an integer >= 0"),
+        (lambda: Zhang17Hints(location="centre"), r"hints\.location must be 'gaussian' or"),
+        (lambda: DensityHints(rates=[0.1, 1.5]), r"hints\.rates must be a non-empty list"),
+        (lambda: UniformHints(cell=0), r"hints\.cell must be an integer >= 1, got 0"),
+        (lambda: FixedHints(k=2.5), r"hints\.k must be an integer >= 0, got 2\.5"),
+        (lambda: FixedHints(seed="x"), r"hints\.seed must be an integer"),
+    ],
+)
+def test_bad_parameter_names_its_config_key(build, message):
+    with pytest.raises(ParameterError, match=message) as info:
+        build()
+    assert info.value.under("eval_hints").args[0].startswith("eval_hints.")

@@ -14,12 +14,17 @@ means the same thing every epoch and in every run.
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from hintcolor.config import ParameterError
+
+LOCATIONS = ("gaussian", "uniform")
 
 
 @dataclass
@@ -114,7 +119,7 @@ class HintSimulator(ABC):
     """Base class of the strategies; subclasses only say how to draw one image's patches."""
 
     def __init__(self, seed: int = 0) -> None:
-        self.seed = seed
+        self.seed = _integer("seed", seed, None)
 
     @abstractmethod
     def sample(self, height: int, width: int, generator: torch.Generator | None) -> Patches:
@@ -152,11 +157,38 @@ class HintSimulator(ABC):
         raise ValueError(f"unknown hint location law {location!r}; use 'gaussian' or 'uniform'")
 
 
+# Parameter checks of the constructors: a value out of range fails when the law is built
+# (at start-up), as one line naming the config key, not at the first batch.
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _integer(key: str, value: object, low: int | None) -> int:
+    if not _is_int(value) or (low is not None and value < low):
+        allowed = "an integer" if low is None else f"an integer >= {low}"
+        raise ParameterError(key, allowed, value)
+    return int(value)
+
+
+def _fraction(key: str, value: object, allowed: str, low_open: bool) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    x = float(value) if ok else math.nan
+    if not (0.0 < x <= 1.0 if low_open else 0.0 <= x <= 1.0):
+        raise ParameterError(key, allowed, value)
+    return x
+
+
+def _location(value: object) -> str:
+    if value not in LOCATIONS:
+        raise ParameterError("location", " or ".join(repr(v) for v in LOCATIONS), value)
+    return str(value)
+
+
 def _check_sizes(patch_sizes: Sequence[int]) -> list[int]:
-    sizes = [int(s) for s in patch_sizes]
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"patch sizes must be a non-empty list of positive ints, got {sizes}")
-    return sizes
+    sizes = list(patch_sizes) if isinstance(patch_sizes, Sequence) else []
+    if not sizes or not all(_is_int(s) and s >= 1 for s in sizes):
+        raise ParameterError("patch_sizes", "a non-empty list of positive integers", patch_sizes)
+    return [int(s) for s in sizes]
 
 
 class Zhang17Hints(HintSimulator):
@@ -175,12 +207,11 @@ class Zhang17Hints(HintSimulator):
         seed: int = 0,
     ) -> None:
         super().__init__(seed)
-        if not 0.0 < p <= 1.0:
-            raise ValueError(f"geometric p must be in (0, 1], got {p}")
-        self.p = float(p)
+        # p is the geometric law's success probability: mean (1-p)/p hints, P(0 hints) = p
+        self.p = _fraction("p", p, "in (0, 1] (mean hints (1-p)/p)", low_open=True)
         self.patch_sizes = torch.tensor(_check_sizes(patch_sizes))
-        self.location = location
-        self.max_hints = max_hints
+        self.location = _location(location)
+        self.max_hints = None if max_hints is None else _integer("max_hints", max_hints, 0)
 
     def sample_count(self, generator: torch.Generator | None) -> int:
         if self.p == 1.0:
@@ -203,9 +234,10 @@ class DensityHints(HintSimulator):
 
     def __init__(self, rates: Sequence[float] = (0.005, 0.01, 0.03), seed: int = 0) -> None:
         super().__init__(seed)
-        self.rates = [float(r) for r in rates]
-        if not self.rates or not all(0.0 <= r <= 1.0 for r in self.rates):
-            raise ValueError(f"rates must be a non-empty list in [0, 1], got {self.rates}")
+        allowed = "a non-empty list of fractions in [0, 1]"
+        if not isinstance(rates, Sequence) or isinstance(rates, str) or not rates:
+            raise ParameterError("rates", allowed, rates)
+        self.rates = [_fraction("rates", r, allowed, low_open=False) for r in rates]
 
     def sample(self, height: int, width: int, generator: torch.Generator | None) -> Patches:
         rho = self.rates[int(torch.randint(len(self.rates), (1,), generator=generator))]
@@ -219,10 +251,8 @@ class UniformHints(HintSimulator):
 
     def __init__(self, max_hints: int = 128, cell: int = 2, seed: int = 0) -> None:
         super().__init__(seed)
-        if max_hints < 0 or cell < 1:
-            raise ValueError(f"need max_hints >= 0 and cell >= 1, got {max_hints}, {cell}")
-        self.max_hints = int(max_hints)
-        self.cell = int(cell)
+        self.max_hints = _integer("max_hints", max_hints, 0)
+        self.cell = _integer("cell", cell, 1)
 
     def sample(self, height: int, width: int, generator: torch.Generator | None) -> Patches:
         cell = min(self.cell, height, width)
@@ -241,11 +271,9 @@ class FixedHints(HintSimulator):
         self, k: int = 10, patch_size: int = 6, location: str = "gaussian", seed: int = 0
     ) -> None:
         super().__init__(seed)
-        if k < 0 or patch_size < 1:
-            raise ValueError(f"need k >= 0 and patch_size >= 1, got {k}, {patch_size}")
-        self.k = int(k)
-        self.patch_size = int(patch_size)
-        self.location = location
+        self.k = _integer("k", k, 0)
+        self.patch_size = _integer("patch_size", patch_size, 1)
+        self.location = _location(location)
 
     def sample(self, height: int, width: int, generator: torch.Generator | None) -> Patches:
         sizes = torch.full((self.k,), min(self.patch_size, height, width), dtype=torch.long)
