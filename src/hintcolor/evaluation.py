@@ -12,8 +12,12 @@ import contextlib
 import csv
 import json
 import logging
+import time
 from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import torch
@@ -21,6 +25,14 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, open_dict
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
@@ -28,7 +40,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from hintcolor.baselines import gray_baseline, idw_baseline
 from hintcolor.build import build_loggers, plain
 from hintcolor.checkpoints import load_backbone
-from hintcolor.config import check_ckpt_path
+from hintcolor.config import ConfigError, ParameterError, check_ckpt_path
 from hintcolor.data.color import normalized_lab_to_rgb, rgb_uint8_to_normalized_lab
 from hintcolor.data.hints import FixedHints, model_input
 from hintcolor.models.hint_prior import push_pull
@@ -49,6 +61,97 @@ def ssim_per_image(pred: Tensor, target: Tensor) -> Tensor:
     return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
 
 
+def _duration(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds)))
+
+
+class EvalProgress:
+    """Images done out of ``total``, with the time left.
+
+    On a terminal a live bar; elsewhere (output to a file, a batch job, CI) a live bar
+    prints nothing useful, so a plain log line every ``every_percent`` % of the images or
+    every ``every_s`` seconds, whichever comes first.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        every_percent: float = 10.0,
+        every_s: float = 30.0,
+        terminal: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = max(total, 1)
+        self.every_percent = every_percent
+        self.every_s = every_s
+        self.clock = clock
+        self.done = 0
+        console = Console(stderr=True)
+        self.terminal = console.is_terminal if terminal is None else terminal
+        self._bar: Progress | None = None
+        if self.terminal:
+            self._bar = Progress(
+                TextColumn("evaluating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("images"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
+            )
+            self._task = self._bar.add_task("eval", total=self.total)
+
+    def __enter__(self) -> EvalProgress:
+        self.start = self._last_line = self.clock()
+        self._next_percent = self.every_percent
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(
+        self, kind: type | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+            return
+        now = self.clock()
+        percent = 100.0 * self.done / self.total
+        if percent >= self._next_percent or now - self._last_line >= self.every_s:
+            self._last_line = now
+            while self._next_percent <= percent:
+                self._next_percent += self.every_percent
+            log.info(self.line(now))
+
+    def line(self, now: float) -> str:
+        elapsed = now - self.start
+        left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        eta = _duration(left) if self.done else "unknown"
+        return (
+            f"evaluated {self.done}/{self.total} images ({100 * self.done / self.total:.0f} %), "
+            f"{_duration(elapsed)} elapsed, ETA {eta}"
+        )
+
+
+def _hint_laws(cfg: DictConfig) -> dict[int, FixedHints]:
+    """The protocol's hints per k, built up front: a bad k, patch size or location fails
+    before the evaluation starts, as one line naming the eval config key."""
+    names = {"k": "hint_counts", "patch_size": "patch_size", "location": "location"}
+    try:
+        return {
+            k: FixedHints(k=k, patch_size=cfg.patch_size, location=cfg.location, seed=cfg.seed)
+            for k in cfg.hint_counts
+        }
+    except ParameterError as exc:
+        key = names.get(exc.key, exc.key)
+        raise ConfigError(f"{key} must be {exc.allowed}, got {exc.value!r}") from None
+
+
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if precision == "auto":
         precision = fast_precision(device.type)
@@ -63,6 +166,7 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Run the protocol; write CSV, JSON, Markdown and a PNG plot into ``output_dir``."""
     check_ckpt_path(cfg.get("ckpt_path"), required=True)
+    hint_laws = _hint_laws(cfg)
     backbone, train_cfg = load_backbone(cfg.ckpt_path)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backbone.to(device)
@@ -85,37 +189,18 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
 
     scores: dict[tuple[str, int], dict[str, list[Tensor]]] = defaultdict(lambda: defaultdict(list))
     seen = 0
-    for batch in loader:
-        if batch is None:
-            continue
-        rgb_u8, indices = batch
-        if cfg.limit is not None:
-            if seen >= cfg.limit:
+    progress = EvalProgress(
+        n_images, cfg.get("progress_every_percent", 10), cfg.get("progress_every_s", 30)
+    )
+    with progress:
+        for batch in loader:
+            if batch is None:
+                continue
+            if cfg.limit is not None and seen >= cfg.limit:
                 break
-            rgb_u8, indices = rgb_u8[: cfg.limit - seen], indices[: cfg.limit - seen]
-        rgb_u8 = rgb_u8.to(device)
-        l_norm, ab = rgb_uint8_to_normalized_lab(rgb_u8)
-        target = rgb_u8.float() / 255.0
-        seen += rgb_u8.shape[0]
-        for k in cfg.hint_counts:
-            sim = FixedHints(k=k, patch_size=cfg.patch_size, location=cfg.location, seed=cfg.seed)
-            hints = sim(ab, indices)
-            x = model_input(l_norm, hints)
-            if train_cfg.get("channels_last"):
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, cfg.get("precision", "auto")):
-                pred_model = backbone(x)
-            preds = {
-                "model": pred_model.float(),
-                "idw": idw_baseline(hints, tuple(ab.shape), cfg.idw_power),
-                "push_pull": push_pull(hints.ab, hints.mask),
-            }
-            if k == cfg.hint_counts[0]:  # gray ignores the hints: score it once per batch
-                preds["gray"] = gray_baseline(l_norm)
-            for method, pred_ab in preds.items():
-                rgb = normalized_lab_to_rgb(l_norm, pred_ab).clamp(0, 1)
-                scores[(method, k)]["psnr"].append(psnr_per_image(rgb, target).cpu())
-                scores[(method, k)]["ssim"].append(ssim_per_image(rgb, target).cpu())
+            n = _score_batch(batch, cfg, backbone, train_cfg, hint_laws, device, seen, scores)
+            seen += n
+            progress.advance(n)
 
     for k in cfg.hint_counts[1:]:
         scores[("gray", k)] = scores[("gray", cfg.hint_counts[0])]
@@ -152,6 +237,44 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     write_results(result, Path(output_dir))
     log_results(result, train_cfg, build_loggers(cfg), Path(output_dir))
     return result
+
+
+def _score_batch(
+    batch: tuple[Tensor, Tensor],
+    cfg: DictConfig,
+    backbone: torch.nn.Module,
+    train_cfg: DictConfig,
+    hint_laws: dict[int, FixedHints],
+    device: torch.device,
+    seen: int,
+    scores: dict[tuple[str, int], dict[str, list[Tensor]]],
+) -> int:
+    """Score one batch at every k into ``scores``; returns how many images it scored."""
+    rgb_u8, indices = batch
+    if cfg.limit is not None:
+        rgb_u8, indices = rgb_u8[: cfg.limit - seen], indices[: cfg.limit - seen]
+    rgb_u8 = rgb_u8.to(device)
+    l_norm, ab = rgb_uint8_to_normalized_lab(rgb_u8)
+    target = rgb_u8.float() / 255.0
+    for k in cfg.hint_counts:
+        hints = hint_laws[k](ab, indices)
+        x = model_input(l_norm, hints)
+        if train_cfg.get("channels_last"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, cfg.get("precision", "auto")):
+            pred_model = backbone(x)
+        preds = {
+            "model": pred_model.float(),
+            "idw": idw_baseline(hints, tuple(ab.shape), cfg.idw_power),
+            "push_pull": push_pull(hints.ab, hints.mask),
+        }
+        if k == cfg.hint_counts[0]:  # gray ignores the hints: score it once per batch
+            preds["gray"] = gray_baseline(l_norm)
+        for method, pred_ab in preds.items():
+            rgb = normalized_lab_to_rgb(l_norm, pred_ab).clamp(0, 1)
+            scores[(method, k)]["psnr"].append(psnr_per_image(rgb, target).cpu())
+            scores[(method, k)]["ssim"].append(ssim_per_image(rgb, target).cpu())
+    return int(rgb_u8.shape[0])
 
 
 def log_results(
