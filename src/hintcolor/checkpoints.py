@@ -1,35 +1,191 @@
-"""Trained models back from their checkpoints, without executing pickled code."""
+"""Trained models back from their checkpoints, without executing anything the file says.
+
+A checkpoint is a file from a stranger. ``torch.load(weights_only=True)`` keeps its pickle from
+running code, but the run's config stored in it names ``_target_``s that Hydra would import
+and call: ``{_target_: builtins.exec, ...}`` would run on load. So the stored config is
+checked before anything is built: every ``_target_`` in it must be one the project's own
+configs use, interpolations (which call resolvers) are refused, and the nodes that are built
+(``model.backbone``, ``hint_prior``) must name ``nn.Module`` classes of this package.
+"""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from hintcolor.build import build_backbone
-from hintcolor.config import check_ckpt_path
+from hintcolor.config import ConfigError, check_ckpt_path
+
+# The library classes (and the one function) the project's configs (conf/**) name; other
+# hintcolor.* targets must be classes of this package. tests/test_checkpoints.py keeps this
+# list in sync with conf/.
+NAMED_TARGETS = frozenset(
+    {
+        "hintcolor.tracking.wandb_logger",
+        "albumentations.Affine",
+        "albumentations.CenterCrop",
+        "albumentations.ColorJitter",
+        "albumentations.Compose",
+        "albumentations.HorizontalFlip",
+        "albumentations.RandomResizedCrop",
+        "albumentations.SmallestMaxSize",
+        "lightning.Trainer",
+        "lightning.pytorch.callbacks.LearningRateMonitor",
+        "lightning.pytorch.callbacks.ModelCheckpoint",
+        "lightning.pytorch.callbacks.RichModelSummary",
+        "lightning.pytorch.callbacks.RichProgressBar",
+        "lightning.pytorch.loggers.CSVLogger",
+        "lightning.pytorch.loggers.TensorBoardLogger",
+        "torch.optim.Adam",
+        "torch.optim.AdamW",
+        "torch.optim.lr_scheduler.CosineAnnealingLR",
+        "torch.optim.lr_scheduler.ReduceLROnPlateau",
+        "torch.optim.lr_scheduler.StepLR",
+    }
+)
+# Packages whose modules the project's own targets live in (imported to check a target).
+OWN_PACKAGE = "hintcolor."
+# What may be built from a checkpoint: nn.Module classes defined in these modules.
+BUILDABLE_MODULES = ("hintcolor.models.backbones", "hintcolor.models.hint_prior")
 
 
-def load_backbone(ckpt_path: str | Path) -> tuple[nn.Module, DictConfig]:
-    """Rebuild the trained backbone (with its hint prior) from a checkpoint alone.
+class UnsafeCheckpointError(ConfigError):
+    """A checkpoint whose stored config would run something other than the project's code."""
 
-    The run's resolved config is stored in every checkpoint, so nothing else is needed; the
-    file is read with ``torch.load(weights_only=True)``. Returns (backbone in eval mode,
-    training config). A missing file or a file that is not a hintcolor checkpoint raises
-    a one-line error.
+
+def _walk(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
+    """(dotted key, key, value) of every entry of nested dicts/lists."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        where = f"{path}.{key}" if path else str(key)
+        yield where, str(key), value
+        if isinstance(value, dict | list):
+            yield from _walk(value, where)
+
+
+def _own_class(target: str) -> type | None:
+    """The class ``target`` names if it is defined in a hintcolor module, else None.
+
+    Only modules under ``hintcolor.`` are imported (the string is checked first), and the
+    object must be a class defined there: ``hintcolor.x.os.system`` is refused.
+    """
+    module_name, _, name = target.rpartition(".")
+    if not module_name.startswith(OWN_PACKAGE) or not name.isidentifier():
+        return None
+    try:
+        obj = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError):
+        return None
+    defined_in = getattr(obj, "__module__", "") or ""
+    return obj if inspect.isclass(obj) and defined_in.startswith(OWN_PACKAGE) else None
+
+
+def check_stored_config(config: Any, source: str) -> None:
+    """Refuse, in one line naming the key, a stored config that could run foreign code."""
+    if not isinstance(config, dict):
+        raise UnsafeCheckpointError(f"{source}: its stored config is not a mapping")
+    for where, key, value in _walk(config):
+        if isinstance(value, str) and "${" in value:
+            raise UnsafeCheckpointError(
+                f"{source}: refused: its stored config has an interpolation at {where} "
+                f"({value[:60]!r}); checkpoints of this project store resolved values"
+            )
+        if key != "_target_":
+            continue
+        if not isinstance(value, str) or not (
+            value in NAMED_TARGETS or _own_class(value) is not None
+        ):
+            raise UnsafeCheckpointError(
+                f"{source}: refused: its stored config names _target_ {value!r} at {where}, "
+                "which is not one of this project's classes"
+            )
+    for key in ("model.backbone", "hint_prior"):
+        node = OmegaConf.select(OmegaConf.create(config), key)
+        if node is None and key == "hint_prior":
+            continue
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        cls = _own_class(target) if isinstance(target, str) else None
+        if (
+            cls is None
+            or not issubclass(cls, nn.Module)
+            or not cls.__module__.startswith(BUILDABLE_MODULES)
+        ):
+            raise UnsafeCheckpointError(
+                f"{source}: refused: {key} must name a backbone or hint prior of this project, "
+                f"got {target!r}"
+            )
+        # Hydra would build nested targets too (recursive instantiation): none may hide there.
+        nested = [
+            w for w, k, _ in _walk(OmegaConf.to_container(node)) if k == "_target_" and "." in w
+        ]
+        if nested:
+            raise UnsafeCheckpointError(
+                f"{source}: refused: a nested _target_ at {key}.{nested[0]}"
+            )
+
+
+def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
+    """The checkpoint's contents, read without unpickling code, its stored config checked.
+
+    Raises a one-line :class:`ConfigError` for a missing file, a file that is not a
+    checkpoint (text, a pickle with code, a truncated file) or an unsafe stored config.
     """
     check_ckpt_path(str(ckpt_path), required=True)
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of many kinds: one clear message
-        raise ValueError(f"{ckpt_path} is not a readable checkpoint: {exc}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{ckpt_path} is not a readable checkpoint ({reason[:200]})") from None
     if not isinstance(ckpt, dict) or "hintcolor_config" not in ckpt:
-        raise ValueError(f"{ckpt_path} is not a hintcolor checkpoint (no hintcolor_config)")
+        raise ConfigError(f"{ckpt_path} is not a hintcolor checkpoint (no hintcolor_config)")
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise ConfigError(f"{ckpt_path} is not a hintcolor checkpoint (no state_dict)")
+    check_stored_config(ckpt["hintcolor_config"], str(ckpt_path))
+    return ckpt
+
+
+def check_weights_fit(
+    model: nn.Module, state: dict[str, Any], source: str, prefix: str = ""
+) -> None:
+    """One line when ``state`` does not fit ``model`` (another backbone, other widths)."""
+    expected = {prefix + k: tuple(v.shape) for k, v in model.state_dict().items()}
+    given = {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
+    missing = sorted(expected.keys() - given.keys())
+    unexpected = sorted(k for k in given.keys() - expected.keys() if k.startswith(prefix))
+    wrong = sorted(k for k in expected.keys() & given.keys() if expected[k] != given[k])
+    if missing or unexpected or wrong:
+        detail = (
+            f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another shape"
+        )
+        example = (missing or unexpected or wrong)[0]
+        raise ConfigError(
+            f"{source} holds weights of another model ({detail}, e.g. {example}); "
+            "train with the model= it was trained with"
+        )
+
+
+def load_backbone(ckpt_path: str | Path) -> tuple[nn.Module, DictConfig]:
+    """Rebuild the trained backbone (with its hint prior) from a checkpoint alone.
+
+    The run's resolved config is stored in every checkpoint, so nothing else is needed.
+    Returns (backbone in eval mode, training config). Anything wrong with the file - missing,
+    not a checkpoint, a config that names foreign code - raises a one-line ConfigError.
+    """
+    ckpt = read_checkpoint(ckpt_path)
     train_cfg = OmegaConf.create(ckpt["hintcolor_config"])
-    backbone = build_backbone(train_cfg)
+    try:
+        backbone = build_backbone(train_cfg)
+    except Exception as exc:  # arguments the class refuses: still one line
+        raise ConfigError(f"{ckpt_path}: its model cannot be built: {exc}") from None
     prefix = "backbone."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    check_weights_fit(backbone, state, str(ckpt_path))
     backbone.load_state_dict(state)
     return backbone.eval(), train_cfg
