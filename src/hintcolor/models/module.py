@@ -13,6 +13,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from hintcolor.data.color import normalized_lab_to_rgb
 from hintcolor.models.losses import ColorizationLoss
+from hintcolor.utils.hardware import avoid_onednn_strided_1x1_bug
 
 
 class ColorizationModule(L.LightningModule):
@@ -40,6 +41,7 @@ class ColorizationModule(L.LightningModule):
         self.config = config
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.backbone.to(memory_format=self.memory_format)
+        avoid_onednn_strided_1x1_bug(self.backbone)  # a oneDNN bug would crash or hang training
 
         # PSNR per image, then averaged over images, as Zhang et al. report it.
         self.val_psnr = PeakSignalNoiseRatio(
