@@ -9,7 +9,7 @@ comma  := ,
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: install train test test-full lint format clean dashboard bench bench-precision bench-sweep bench-quality app
+.PHONY: install train test test-full lint format clean dashboard bench bench-precision bench-sweep bench-quality app bench-app
 
 install: $(STAMP)
 
@@ -63,6 +63,11 @@ bench-quality: install
 # (or CKPT=path/to/best.ckpt)
 app: install
 	$(PY) src/app.py $(if $(CKPT),ckpt_path=$(CKPT)) $(ARGS)
+
+# Does the page stay responsive? GET / and a click, idle and during a 24-megapixel download,
+# against the real server (CKPT=path/to/best.ckpt, or a tiny model is trained first)
+bench-app: install
+	$(PY) scripts/bench_app.py $(if $(CKPT),--ckpt $(CKPT)) $(ARGS)
 
 # optuna-dashboard on a study of logs/optuna/ (STUDY=name), on 127.0.0.1 only
 STUDY ?= hintcolor

@@ -31,12 +31,13 @@ def main(cfg: DictConfig) -> None:
     from hintcolor.app.server import Limits, create_app
 
     try:
+        limits = Limits(**cfg.limits)
         ckpt = Path(cfg.ckpt_path) if cfg.ckpt_path else newest_checkpoint(Path(cfg.paths.log_dir))
         colorizer = Colorizer.from_checkpoint(ckpt, **cfg.colorizer)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, TypeError) as exc:  # TypeError: an unknown limits key
         raise SystemExit(f"error: {exc}") from None
     samples = Path(cfg.samples_dir) if cfg.samples_dir else None
-    app = create_app(colorizer, samples, Limits(**cfg.limits))
+    app = create_app(colorizer, samples, limits)
     print(f"model: {ckpt}\nopen http://{cfg.host}:{cfg.port}/ (Ctrl+C to stop)", flush=True)
     uvicorn.run(app, host=cfg.host, port=int(cfg.port), log_level="warning")
 

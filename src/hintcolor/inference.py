@@ -4,6 +4,12 @@ The network runs at a working size (the photo scaled so its longer side is ``wor
 its ab prediction is upsampled to the photo's size and joined with the photo's own,
 full-resolution lightness, so no detail is lost to the working size (colour is smooth; the
 eye reads detail from L).
+
+A prepared photo keeps its full-resolution RGB (3 bytes a pixel) rather than its float32
+lightness (4 bytes a pixel), and :meth:`Colorizer.colorize` converts it a strip of rows at a
+time: the result is the same function of the same pixels, a kept photo takes a quarter less
+memory, opening one skips the full-resolution Lab conversion, and a download's working memory
+is a strip's rather than several full-resolution float copies of the photo.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from hintcolor.checkpoints import load_backbone
 from hintcolor.data.color import normalized_lab_to_rgb, rgb_uint8_to_normalized_lab
 from hintcolor.user_hints import UserHint, render_user_hints
 from hintcolor.utils.hardware import fast_precision
+
+# pixels converted to and from Lab at a time by a full-resolution colorize: ~50 MB of floats
+STRIP_PIXELS = 1 << 20
 
 
 def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
@@ -42,11 +51,26 @@ def to_uint8(rgb: Tensor) -> np.ndarray:
 
 @dataclass
 class PreparedPhoto:
-    """One photo's lightness at full and working resolution (what every hint click reuses)."""
+    """One photo as every hint click reuses it: its lightness at the working size and its
+    full-resolution RGB (read-only), from which a download takes the full-resolution L."""
 
-    l_full: Tensor  # (1, 1, H, W) normalised L
-    l_small: Tensor  # (1, 1, h, w)
-    photo_size: tuple[int, int]  # (H, W)
+    rgb: np.ndarray  # (H, W, 3) uint8
+    l_small: Tensor  # (1, 1, h, w) normalised L
+
+    @property
+    def photo_size(self) -> tuple[int, int]:
+        """(H, W)"""
+        return self.rgb.shape[0], self.rgb.shape[1]
+
+    @property
+    def l_full(self) -> Tensor:
+        """(1, 1, H, W) normalised L, computed on each call (the photo keeps only its RGB)."""
+        return rgb_uint8_to_normalized_lab(to_tensor(self.rgb))[0]
+
+    @property
+    def nbytes(self) -> int:
+        """The memory this photo holds (what the page's photo budget counts)."""
+        return self.rgb.nbytes + self.l_small.element_size() * self.l_small.nelement()
 
     def gray(self) -> np.ndarray:
         """(h, w, 3) uint8 grayscale at the working size."""
@@ -88,15 +112,15 @@ class Colorizer:
         return cls(backbone, **kwargs)
 
     def prepare(self, rgb: np.ndarray) -> PreparedPhoto:
-        """Lab of the photo at full and at working resolution."""
+        """The photo's lightness at the working size, and the photo itself."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
-        full = to_tensor(rgb)
         h, w = working_shape(rgb.shape[0], rgb.shape[1], self.working_size)
         small = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
-        l_full, _ = rgb_uint8_to_normalized_lab(full)
         l_small, _ = rgb_uint8_to_normalized_lab(to_tensor(small))
-        return PreparedPhoto(l_full, l_small, (rgb.shape[0], rgb.shape[1]))
+        kept = rgb.copy()  # the caller may reuse its array
+        kept.flags.writeable = False
+        return PreparedPhoto(kept, l_small)
 
     @torch.inference_mode()
     def predict_ab(self, photo: PreparedPhoto, hints: list[UserHint]) -> Tensor:
@@ -116,5 +140,14 @@ class Colorizer:
     def colorize(self, photo: PreparedPhoto, hints: list[UserHint]) -> np.ndarray:
         """(H, W, 3) uint8 colorization at the photo's full resolution."""
         ab = self.predict_ab(photo, hints)
-        ab_full = F.interpolate(ab, size=photo.photo_size, mode="bilinear", align_corners=False)
-        return to_uint8(normalized_lab_to_rgb(photo.l_full, ab_full))
+        (height, width), rgb = photo.photo_size, photo.rgb
+        ab_full = F.interpolate(ab, size=(height, width), mode="bilinear", align_corners=False)
+        out = np.empty((height, width, 3), dtype=np.uint8)
+        # Lab <-> RGB is per pixel, so strips give the same bits as one full-size pass
+        # (tests/test_app.py checks); rows a multiple of 16 keep strips on vector boundaries
+        rows = max(16, STRIP_PIXELS // width // 16 * 16)
+        for top in range(0, height, rows):
+            l_strip, _ = rgb_uint8_to_normalized_lab(to_tensor(rgb[top : top + rows]))
+            ab_strip = ab_full[:, :, top : top + rows]
+            out[top : top + rows] = to_uint8(normalized_lab_to_rgb(l_strip, ab_strip))
+        return out

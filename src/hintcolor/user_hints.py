@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from hintcolor.data.color import AB_SCALE, rgb_to_lab
 
 DEFAULT_SIZE = 6
 MAX_HINTS = 10_000
+MAX_SIZE = 512  # a hint's side in photo pixels, unless the caller gives its own bound
 _HEX = re.compile(r"^#([0-9a-fA-F]{6})$")
 
 
@@ -61,19 +63,33 @@ def hex_to_ab(hex_color: str) -> tuple[float, float]:
 
 def _number(item: dict[str, Any], key: str, where: str) -> float:
     value = item.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise HintError(f"{where}: {key!r} must be a finite number, got {value!r}")
-    return float(value)
+    try:  # float() of an int with hundreds of digits overflows
+        number = float(value) if isinstance(value, int | float) else math.nan
+    except OverflowError:
+        number = math.inf
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise HintError(f"{where}: {key!r} must be a finite number, got {reprlib.repr(value)}")
+    return number
 
 
-def parse_hints(data: Any, width: int | None = None, height: int | None = None) -> list[UserHint]:
-    """Validate decoded JSON into hints; with the photo's size, hints must lie inside it."""
+def parse_hints(
+    data: Any,
+    width: int | None = None,
+    height: int | None = None,
+    *,
+    max_hints: int = MAX_HINTS,
+    max_size: int = MAX_SIZE,
+) -> list[UserHint]:
+    """Validate decoded JSON into hints; with the photo's size, hints must lie inside it.
+
+    ``max_hints``/``max_size`` bound what one list may cost (the web page sets its own).
+    """
     if isinstance(data, dict) and "hints" in data:
         data = data["hints"]
     if not isinstance(data, list):
         raise HintError("hints must be a JSON list of {x, y, color, size} objects")
-    if len(data) > MAX_HINTS:
-        raise HintError(f"{len(data)} hints: at most {MAX_HINTS}")
+    if len(data) > max_hints:
+        raise HintError(f"{len(data)} hints: at most {max_hints}")
     hints = []
     for i, item in enumerate(data):
         where = f"hint {i}"
@@ -83,8 +99,11 @@ def parse_hints(data: Any, width: int | None = None, height: int | None = None) 
         if width is not None and height is not None and not (0 <= x < width and 0 <= y < height):
             raise HintError(f"{where}: ({x}, {y}) lies outside the {width}x{height} photo")
         size = item.get("size", DEFAULT_SIZE)
-        if isinstance(size, bool) or not isinstance(size, int | float) or not 1 <= size <= 512:
-            raise HintError(f"{where}: size must be a number of pixels in 1..512, got {size!r}")
+        if isinstance(size, bool) or not isinstance(size, int | float) or not 1 <= size <= max_size:
+            raise HintError(
+                f"{where}: size must be a number of pixels in 1..{max_size}, "
+                f"got {reprlib.repr(size)}"
+            )
         color = item.get("color")
         if isinstance(color, str):
             try:
