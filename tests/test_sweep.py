@@ -102,7 +102,11 @@ def _sweep(tmp_path: Path, *args: str, wait: bool = True):
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
-def _study(tmp_path: Path, name: str = "hintcolor") -> optuna.study.Study:
+# debug=fast runs use a study of their own, apart from the real "hintcolor" one
+STUDY = "hintcolor-debug"
+
+
+def _study(tmp_path: Path, name: str = STUDY) -> optuna.study.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/optuna/{name}.db")
 
 
@@ -111,19 +115,30 @@ def test_multirun_sweep_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = _study(tmp_path)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
-    out = tmp_path / "optuna" / "hintcolor"
+    assert not (tmp_path / "optuna" / "hintcolor.db").exists()  # the real study is untouched
+    out = tmp_path / "optuna" / STUDY
     summary = yaml.safe_load((out / "best_params.yaml").read_text())
     assert summary["best"]["value"] == pytest.approx(study.best_value)
     assert set(summary["best"]["params"]) == {"optimizer.lr", "hints.p", "loss.l1", "loss.ssim"}
     assert (out / "trials.csv").read_text().count("COMPLETE") == 3
     assert (out / "optimization_history.png").stat().st_size > 1000
-    for n in range(3):  # each trial keeps its run folder, config and checkpoint
-        assert (out / f"trial_{n:03d}" / "checkpoints" / "last.ckpt").is_file()
+    best = study.best_trial.number
+    for n in range(3):  # each trial keeps its run folder and config; only the best its weights
         assert (out / f"trial_{n:03d}" / ".hydra" / "overrides.yaml").is_file()
+        assert (out / f"trial_{n:03d}" / "checkpoints" / "last.ckpt").is_file() == (n == best)
+    # progress after each trial, on (non-terminal) stdout and in the sweep's own log
+    progress = [
+        line[line.index("trial_") :] for line in proc.stdout.splitlines() if "(best so far" in line
+    ]
+    assert [line.split(":")[0] for line in progress] == [
+        f"trial_{n:03d} finished ({n + 1}/3)" for n in range(3)
+    ]
+    assert progress[-1].endswith(f"(best so far {study.best_value:.4f} in trial_{best:03d})")
+    assert all(line in (out / "sweep.log").read_text() for line in progress)
     # every trial is its own W&B run (offline here), grouped by study, named by trial
     runs = offline_runs(out)
     assert len({r.run["run_id"] for r in runs}) == 3
-    assert {r.run.get("run_group") for r in runs} == {"hintcolor"}
+    assert {r.run.get("run_group") for r in runs} == {STUDY}
     assert sorted(r.run.get("display_name") for r in runs) == [
         "trial_000",
         "trial_001",
@@ -133,6 +148,10 @@ def test_multirun_sweep_end_to_end(tmp_path):
         trial = study.trials[int(run.run["display_name"][-3:])]
         assert run.config["optimizer"]["lr"] == pytest.approx(trial.params["optimizer.lr"])
         assert run.summary["final_state"] == "complete" and run.values("val/psnr")
+    # the study keeps its settings: a run with more epochs is refused before any trial
+    refused = _sweep(tmp_path, "hydra.sweeper.n_trials=4", "trainer.max_epochs=3")
+    assert refused.returncode != 0 and len(_study(tmp_path).trials) == 3
+    assert "other settings (key: stored -> now): trainer.max_epochs: 2 -> 3." in refused.stderr
 
 
 def test_pruning_reaches_the_trials(tmp_path):
@@ -177,15 +196,13 @@ def test_too_many_failures_stop_with_the_cause(tmp_path):
 
 def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     proc = _sweep(tmp_path, "hydra.sweeper.n_trials=4", wait=False)
-    db = tmp_path / "optuna" / "hintcolor.db"
+    db = tmp_path / "optuna" / f"{STUDY}.db"
     deadline = time.time() + 300
     while time.time() < deadline:  # kill it while a trial is running, after one finished
         time.sleep(0.2)
         try:  # read only: never race the sweep to create the tables
             storage = optuna.storages.RDBStorage(f"sqlite:///{db}", skip_table_creation=True)
-            states = [
-                t.state for t in optuna.load_study(study_name="hintcolor", storage=storage).trials
-            ]
+            states = [t.state for t in optuna.load_study(study_name=STUDY, storage=storage).trials]
         except Exception:  # not created yet
             continue
         if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
@@ -202,14 +219,20 @@ def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     assert trials[killed.number].state == TrialState.FAIL
 
 
+# Trials of two workers draw different parameters, so the median pruner may stop one early
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
 def test_two_workers_share_one_study(tmp_path):
     workers = [_sweep(tmp_path, "hydra.sweeper.n_trials=5", wait=False) for _ in range(2)]
     for w in workers:
         assert w.wait(timeout=600) == 0, w.stderr.read().decode()[-3000:]
     trials = _study(tmp_path).trials
     assert sorted(t.number for t in trials) == [0, 1, 2, 3, 4]  # exactly n_trials
-    assert all(t.state == TrialState.COMPLETE for t in trials)
-    runs = tmp_path / "optuna" / "hintcolor"
+    assert all(t.state in DONE for t in trials), trials
+    # the same sampler seed on both workers, yet no parameter set is drawn twice
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 5
+    runs = tmp_path / "optuna" / STUDY
     assert sorted(p.name for p in runs.glob("trial_*")) == [f"trial_{n:03d}" for n in range(5)]
 
 
@@ -244,6 +267,6 @@ def test_two_workers_on_postgresql(tmp_path):
         ]
         for w in workers:
             assert w.wait(timeout=600) == 0, w.stderr.read().decode()[-3000:]
-        trials = optuna.load_study(study_name="hintcolor", storage=url).trials
+        trials = optuna.load_study(study_name=STUDY, storage=url).trials
         assert sorted(t.number for t in trials) == [0, 1, 2, 3, 4]
-        assert all(t.state == TrialState.COMPLETE and t.value is not None for t in trials)
+        assert all(t.state in DONE and t.value is not None for t in trials), trials

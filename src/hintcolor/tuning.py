@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import Callback
@@ -12,12 +13,25 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """The grid sampler, for studies driven by ask/tell (our sweeper) rather than optimize.
+
+    Optuna's own calls ``study.stop()`` once the grid is used up, which outside ``optimize``
+    raises from ``study.tell``, after the trial is stored, ending the sweep with an error at
+    its last trial. The sweeper stops at ``n_trials`` by itself.
+    """
+
+    def after_trial(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 SAMPLERS = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
     "gp": optuna.samplers.GPSampler,
-    "grid": optuna.samplers.GridSampler,
+    "grid": AskTellGridSampler,
     "qmc": optuna.samplers.QMCSampler,
 }
 PRUNERS = {
@@ -36,11 +50,44 @@ def build_pruner(conf: Any) -> optuna.pruners.BasePruner:
     return PRUNERS[name](**dict(conf.kwargs or {}))
 
 
-def build_sampler(conf: Any, **extra: Any) -> optuna.samplers.BaseSampler:
+# These samplers draw from a random generator that starts again from ``seed`` whenever the
+# sampler is built, so a resumed study (or a second worker) would replay the draws already
+# made. They are seeded per trial instead. Grid and QMC must keep one seed for the whole
+# study: the seed fixes their sequence, which they index by the trial number (grid) or by a
+# counter kept in the study (QMC), so they never repeat a point anyway.
+SEEDED_PER_TRIAL = frozenset({"tpe", "random", "gp", "cmaes"})
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of trial ``number`` in a study seeded with ``seed``: the same on every run and
+    every worker, independent between trials."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def seeded_per_trial(conf: Any) -> bool:
+    """Whether the sampler of ``conf`` is seeded per trial (see ``SEEDED_PER_TRIAL``)."""
+    return conf.seed is not None and conf.name in SEEDED_PER_TRIAL
+
+
+def build_sampler(
+    conf: Any, trial_number: int | None = None, **extra: Any
+) -> optuna.samplers.BaseSampler:
+    """The sampler of ``hydra.sweeper.sampler``; given ``trial_number``, the one that draws
+    that trial (its seed derived from the study's seed when ``seeded_per_trial``)."""
     name = conf.name
     if name not in SAMPLERS:
         raise ValueError(f"hydra.sweeper.sampler.name: {name!r} is not one of {list(SAMPLERS)}")
-    return SAMPLERS[name](seed=conf.seed, **{**dict(conf.kwargs or {}), **extra})
+    seed = conf.seed
+    if trial_number is not None and seeded_per_trial(conf):
+        seed = trial_seed(seed, trial_number)
+    kwargs = dict(conf.kwargs or {})
+    try:
+        return SAMPLERS[name](seed=seed, **kwargs, **extra)
+    except TypeError as exc:  # e.g. the TPE's kwargs left over after sampler.name=random
+        raise ValueError(
+            f"hydra.sweeper.sampler.kwargs {kwargs} do not fit the {name} sampler ({exc}); "
+            "remove them with ~hydra.sweeper.sampler.kwargs.<key>"
+        ) from exc
 
 
 def pruning_callbacks(cfg: DictConfig, monitor: str = "val/psnr") -> list[Callback]:

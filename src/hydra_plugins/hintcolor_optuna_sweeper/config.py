@@ -7,7 +7,7 @@ Values live in ``conf/hparams_search/*.yaml``; these defaults only make the sche
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional  # noqa: UP035 - OmegaConf's schema types
+from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf's schema types
 
 from hydra.core.config_store import ConfigStore
 
@@ -47,6 +47,22 @@ class OptunaSweeperConf:
     pruner: PrunerConf = field(default_factory=PrunerConf)
     # search space in Hydra's sweep syntax: key -> "interval(...)", "choice(...)", ...
     params: Dict[str, str] = field(default_factory=dict)  # noqa: UP006
+    # checkpoints kept in <sweep dir>/trial_NNN/checkpoints once trials finish:
+    # best (the study's best trial only) | none | all
+    keep_checkpoints: str = "best"
+    # A study records the settings it was started with (everything but the search space);
+    # a worker with other settings is refused. These keys (and what lies below them) may
+    # differ between the runs and workers of one study.
+    ignore_settings: List[str] = field(  # noqa: UP006
+        default_factory=lambda: [
+            "paths",
+            "logger",
+            "tags",
+            "callbacks.progress_bar",
+            "callbacks.model_summary",
+            "data.num_workers",
+        ]
+    )
 
 
 ConfigStore.instance().store(
