@@ -105,7 +105,12 @@ def test_failed_job_finishes_its_run_as_failed(tmp_path, photo_folders):
 
 @pytest.mark.parametrize(
     ("error", "state", "code"),
-    [(None, "complete", 0), (optuna.TrialPruned(), "pruned", 0), (RuntimeError(), "failed", 1)],
+    [
+        (None, "complete", 0),
+        (optuna.TrialPruned(), "pruned", 0),
+        (KeyboardInterrupt(), "interrupted", 1),
+        (RuntimeError(), "failed", 1),
+    ],
 )
 def test_runs_end_with_the_job_state(tmp_path, error, state, code):
     logger = wandb_logger(save_dir=str(tmp_path), project="test", mode="offline")

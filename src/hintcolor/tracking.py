@@ -21,6 +21,7 @@ import lightning as L
 import optuna
 import torch
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,8 @@ def run_metadata(backbone: nn.Module, trainer: L.Trainer, root: str | Path) -> d
 
 
 def finish_runs(loggers: Sequence[Logger], state: str) -> None:
-    """Close this job's W&B runs with their final state (complete / pruned / failed).
+    """Close this job's W&B runs with their final state (complete / time_limit / pruned /
+    interrupted / failed).
 
     Needed after every job: in a sweep all trials share one process, and a run left open
     would swallow the next trial's metrics.
@@ -135,20 +137,28 @@ def finish_runs(loggers: Sequence[Logger], state: str) -> None:
             continue
         try:
             run.summary["final_state"] = state
-            run.finish(exit_code=1 if state == "failed" else 0)
+            run.finish(exit_code=1 if state in ("failed", "interrupted") else 0)
         except Exception as exc:  # closing a tracker must not mask the result
             log.warning(f"W&B run did not finish cleanly: {exc}")
 
 
 @contextmanager
-def tracked_runs(loggers: Sequence[Logger]) -> Iterator[None]:
-    """Finish the loggers' runs however the job ends: complete, pruned or failed."""
+def tracked_runs(loggers: Sequence[Logger]) -> Iterator[dict[str, str]]:
+    """Finish the loggers' runs however the job ends: complete, pruned, interrupted or failed.
+
+    Yields a dict whose ``"state"`` the job may set for a normal end (``time_limit`` when the
+    run stopped at its time budget), so the tracker's ``final_state`` says how it ended.
+    """
+    outcome = {"state": "complete"}
     try:
-        yield
+        yield outcome
     except optuna.TrialPruned:
         finish_runs(loggers, "pruned")
+        raise
+    except (KeyboardInterrupt, SIGTERMException):
+        finish_runs(loggers, "interrupted")
         raise
     except BaseException:
         finish_runs(loggers, "failed")
         raise
-    finish_runs(loggers, "complete")
+    finish_runs(loggers, outcome["state"])

@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 from hydra.errors import InstantiationException
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig
 
@@ -21,6 +21,8 @@ from hintcolor.build import (
     build_trainer,
     plain,
 )
+from hintcolor.callbacks import EpochSeed, LastCheckpoint
+from hintcolor.checkpoints import check_weights_fit, read_checkpoint
 from hintcolor.config import ConfigError, check_train_config
 from hintcolor.tracking import finish_runs, run_metadata, tracked_runs
 from hintcolor.tuning import pruning_callbacks
@@ -56,14 +58,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
             )
         if cfg.get("test") and "test" not in datamodule.datasets:
             raise ConfigError("test=true needs test data: set data.test_dir (or data.root)")
-        callbacks = build_callbacks(cfg) + pruning_callbacks(cfg, monitor="val/psnr")
+        if cfg.get("ckpt_path") and cfg.get("train", True):
+            check_resume_checkpoint(cfg.ckpt_path, module)
+        callbacks = [
+            *build_callbacks(cfg),
+            *pruning_callbacks(cfg, monitor="val/psnr"),
+            EpochSeed(cfg.seed),
+        ]
         loggers = build_loggers(cfg)
         trainer = build_trainer(cfg.trainer, callbacks, loggers)
     except (ConfigError, InstantiationException, OSError, ValueError, TypeError) as exc:
         finish_runs(loggers, "failed")
         raise as_config_error(exc) from exc
 
-    with tracked_runs(trainer.loggers):
+    with tracked_runs(trainer.loggers) as outcome:
         metadata = run_metadata(backbone, trainer, cfg.paths.root_dir)
         for logger in trainer.loggers:
             logger.log_hyperparams({**plain(cfg), **metadata})
@@ -83,8 +91,46 @@ def train(cfg: DictConfig) -> dict[str, float]:
             trainer.test(module, datamodule=datamodule, ckpt_path=best)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
-        _report(trainer, metrics)
+        state, ending = describe_ending(trainer) if cfg.get("train", True) else ("complete", "")
+        outcome["state"] = state
+        _report(trainer, metrics, ending)
     return metrics
+
+
+def check_resume_checkpoint(path: str, module: L.LightningModule) -> None:
+    """A checkpoint to resume from: readable, safe, and of the model being trained - one line
+    otherwise, before any training starts (not a 50-line traceback from inside Lightning)."""
+    ckpt = read_checkpoint(path, check_config=False)
+    check_weights_fit(module.backbone, ckpt["state_dict"], path, prefix="backbone.")
+    if "loops" not in ckpt or "optimizer_states" not in ckpt:
+        raise ConfigError(f"{path} holds weights only: training cannot resume from it")
+
+
+def describe_ending(trainer: L.Trainer) -> tuple[str, str]:
+    """(tracker final state, one sentence) for how training ended."""
+    done, total = trainer.current_epoch, trainer.max_epochs
+    lr = _learning_rate(trainer)
+    lr_note = f"; final learning rate {lr:.3g}" if lr is not None else ""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    out_of_time = timer is not None and (timer.time_remaining() or 0.0) <= 0
+    if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+        return "complete", f"completed {trainer.max_steps} steps{lr_note}"
+    if total is not None and total > 0 and done >= total:
+        return "complete", f"completed {total} epochs{lr_note}"
+    if out_of_time:
+        of_total = f" of {total}" if total and total > 0 else ""
+        return (
+            "time_limit",
+            f"stopped at the time limit after {done}{of_total} epochs (step "
+            f"{trainer.global_step}){lr_note}",
+        )
+    return "stopped", f"stopped early after {done} epochs (step {trainer.global_step}){lr_note}"
+
+
+def _learning_rate(trainer: L.Trainer) -> float | None:
+    if not trainer.optimizers:
+        return None
+    return float(trainer.optimizers[0].param_groups[0]["lr"])
 
 
 def _checkpoint(trainer: L.Trainer, attr: str) -> str | None:
@@ -93,12 +139,14 @@ def _checkpoint(trainer: L.Trainer, attr: str) -> str | None:
     return path or None
 
 
-def _report(trainer: L.Trainer, metrics: dict[str, Any]) -> None:
-    lines = ["run finished"]
-    for label in ("best", "last"):
-        path = _checkpoint(trainer, f"{label}_model_path")
-        if path:
-            lines.append(f"  {label} checkpoint: {path}")
+def _report(trainer: L.Trainer, metrics: dict[str, Any], ending: str) -> None:
+    lines = [f"run finished: {ending}" if ending else "run finished"]
+    best = _checkpoint(trainer, "best_model_path")
+    if best:
+        lines.append(f"  best checkpoint: {best}")
+    for cb in trainer.callbacks:
+        if isinstance(cb, LastCheckpoint) and cb.path.is_file():
+            lines.append(f"  last checkpoint: {cb.path} (resume: ckpt_path={cb.path})")
     for logger in trainer.loggers:
         if isinstance(logger, CSVLogger):
             lines.append(f"  metrics: {Path(logger.log_dir) / 'metrics.csv'}")

@@ -25,6 +25,7 @@ from hintcolor.data.images import (
     log_report,
     scan_images,
 )
+from hintcolor.data.sampler import EpochSampler
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class ColorizationDataModule(L.LightningDataModule):
         self.cache_images = cache_images
         self.max_pixels = max_pixels
         self.datasets: dict[str, PhotoDataset] = {}
+        self._resume_at = (0, 0)  # (epoch, batches done) where the training order starts
         self._listings: dict[str, tuple[list[Path], Counter[str]]] = {}
         self._check_paths()
 
@@ -190,8 +192,11 @@ class ColorizationDataModule(L.LightningDataModule):
                 min_side=DECODE_SIDE_FACTOR * self.image_size,
                 max_pixels=self.max_pixels,
             )
-            # Follows torch's seed (``seed=``); workers reseed themselves in seed_worker.
+            # Follows torch's seed (``seed=``); workers reseed themselves in seed_worker,
+            # training samples each from its own key (EpochSampler).
             dataset.reseed(torch.initial_seed() + len(self.datasets))
+            if name == "train":
+                dataset.seed_per_sample(torch.initial_seed())
             self.datasets[name] = dataset
 
     def _log_other_files(self) -> None:
@@ -212,13 +217,37 @@ class ColorizationDataModule(L.LightningDataModule):
         return DataLoader(
             self.datasets[name],
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=self._train_sampler() if train else None,
             drop_last=train and len(self.datasets[name]) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
             collate_fn=collate_skip_failed,
             worker_init_fn=seed_worker,
+        )
+
+    def _train_sampler(self) -> EpochSampler:
+        dataset = self.datasets["train"]
+        epoch, batches_done = self._resume_at
+        skip = batches_done * self.batch_size
+        return EpochSampler(len(dataset), dataset.sample_seed or 0, epoch, skip)
+
+    def state_dict(self) -> dict[str, Any]:
+        # Where the training order continues: the epoch, and for a mid-epoch stop the batches
+        # of it already trained on. Lightning builds (and starts) the training loader before
+        # it restores its loops - and calls set_epoch only after - so a resumed run learns
+        # this from its checkpoint here, in time.
+        if self.trainer is None:
+            return {}
+        epochs = self.trainer.fit_loop.epoch_progress.current
+        mid_epoch = epochs.started > epochs.processed
+        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return {"next_epoch": epochs.processed, "batches_done": batches if mid_epoch else 0}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_at = (
+            int(state_dict.get("next_epoch", 0)),
+            int(state_dict.get("batches_done", 0)),
         )
 
     def train_dataloader(self) -> DataLoader:

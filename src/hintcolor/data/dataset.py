@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from hintcolor.data.images import DEFAULT_MAX_PIXELS, allow_pixels, load_rgb, shown
+from hintcolor.data.sampler import mix_seed
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class PhotoDataset(Dataset):
         self.min_side = min_side
         self.max_pixels = max_pixels
         self._reported: set[int] = set()
+        self.sample_seed: int | None = None
         # Decoded once here, before the loader forks its workers: they share these pages
         # (copy-on-write) instead of each decoding every photo again every epoch.
         self._decoded: list[np.ndarray | None] | None = None
@@ -65,6 +67,12 @@ class PhotoDataset(Dataset):
             self._reported.add(index)
             log.warning(f"skipping unreadable image {shown(self.files[index])}: {exc}")
 
+    def seed_per_sample(self, seed: int) -> None:
+        """Augment each sample with its own seed, from ``seed`` and the sample's key (see
+        :class:`~hintcolor.data.sampler.EpochSampler`): the same crops whichever worker
+        draws it, so a resumed run sees what the uninterrupted one would have."""
+        self.sample_seed = int(seed)
+
     def reseed(self, seed: int) -> None:
         """Seed the augmentation pipeline (albumentations keeps its own RNG, which global
         seeds do not reach)."""
@@ -75,6 +83,8 @@ class PhotoDataset(Dataset):
         return len(self.files) * self.repeats
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        if self.sample_seed is not None:
+            self.reseed(mix_seed(self.sample_seed, index))
         index = index % len(self.files)
         rgb = self._decoded[index] if self._decoded is not None else self._decode(index)
         if rgb is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning as L
@@ -50,16 +51,14 @@ class ColorizationModule(L.LightningModule):
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.test_psnr = self.val_psnr.clone()
         self.test_ssim = self.val_ssim.clone()
+        # The running best is part of the checkpoint, so a resumed run still knows it.
         self.val_psnr_best = MaxMetric()
+        self.val_psnr_best.persistent(True)
         self.train_loss = MeanMetric()
 
     def forward(self, x: Tensor) -> Tensor:
         """(B,4,H,W) model input -> normalised ab (B,2,H,W), float32."""
         return self.backbone(x.contiguous(memory_format=self.memory_format)).float()
-
-    def on_train_start(self) -> None:
-        # The sanity check's validation must not count as the best epoch.
-        self.val_psnr_best.reset()
 
     def training_step(self, batch: dict[str, Tensor] | None, batch_idx: int) -> Tensor | None:
         if batch is None:  # every photo in this batch failed to load: skip the step
@@ -95,6 +94,9 @@ class ColorizationModule(L.LightningModule):
         self._evaluate(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
+        # The sanity check's validation must not count as the best epoch.
+        if self._trainer is not None and self._trainer.sanity_checking:
+            return
         # torchmetrics syncs across DDP processes in compute().
         self.val_psnr_best(self.val_psnr.compute())
         self.log("val/psnr_best", self.val_psnr_best.compute(), prog_bar=True)
@@ -104,7 +106,11 @@ class ColorizationModule(L.LightningModule):
         sched_cfg = self.hparams.scheduler
         if not sched_cfg or sched_cfg.get("scheduler") is None:
             return {"optimizer": optimizer}
-        scheduler = instantiate(sched_cfg["scheduler"])(optimizer=optimizer)
+        factory = instantiate(sched_cfg["scheduler"])
+        run_length = {}
+        if "total_steps" in inspect.signature(factory).parameters:  # OneCycleLR, BudgetCosineLR
+            run_length["total_steps"] = self.trainer.estimated_stepping_batches
+        scheduler = factory(optimizer=optimizer, **run_length)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
@@ -116,3 +122,9 @@ class ColorizationModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["hintcolor_config"] = self.config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints written before the running best was stored: it starts afresh.
+        checkpoint["state_dict"].setdefault(
+            "val_psnr_best.max_value", self.val_psnr_best.max_value.clone()
+        )
