@@ -358,6 +358,7 @@ SET_COLOR = """(el, value) => {
 }"""
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run does)")
 def test_browser_upload_three_hints_downloads_and_bad_files(served_app, tmp_path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")

@@ -7,7 +7,11 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
+
+# End-to-end runs of the benchmark scripts: minutes on a 2-core machine without bf16.
+pytestmark = pytest.mark.slow
 
 BACKBONES = ["resunet", "unet", "siggraph17", "vit_tiny"]
 

@@ -170,6 +170,7 @@ def test_pruning_reaches_the_trials(tmp_path):
     assert all(list(t.intermediate_values) == [0] for t in trials)
 
 
+@pytest.mark.slow
 def test_failing_trial_does_not_stop_the_sweep(tmp_path):
     # image size 16 is below the backbone's stride: that trial raises, the others run
     proc = _sweep(
@@ -187,6 +188,7 @@ def test_failing_trial_does_not_stop_the_sweep(tmp_path):
     assert {t.state for t in trials} == {TrialState.FAIL, TrialState.COMPLETE}
 
 
+@pytest.mark.slow
 def test_too_many_failures_stop_with_the_cause(tmp_path):
     proc = _sweep(tmp_path, "hydra.sweeper.n_trials=3", "data.image_size=16")
     assert proc.returncode != 0
@@ -194,6 +196,7 @@ def test_too_many_failures_stop_with_the_cause(tmp_path):
     assert len(_study(tmp_path).trials) == 1
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     proc = _sweep(tmp_path, "hydra.sweeper.n_trials=4", wait=False)
     db = tmp_path / "optuna" / f"{STUDY}.db"
@@ -223,6 +226,7 @@ def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study(tmp_path):
     workers = [_sweep(tmp_path, "hydra.sweeper.n_trials=5", wait=False) for _ in range(2)]
     for w in workers:
@@ -253,6 +257,7 @@ def test_ready_made_studies_compose_and_parse(study):
         assert combos == sweeper.n_trials
 
 
+@pytest.mark.slow
 def test_two_workers_on_postgresql(tmp_path):
     from postgres import postgres_server
 

@@ -144,6 +144,7 @@ def test_eval_requires_existing_checkpoint(tmp_path):
     assert proc.returncode != 0 and "checkpoint /nope.ckpt does not exist" in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_train_then_eval(tmp_path, photo_folders):
     run = tmp_path / "run"
     proc = _cli("train.py", *FAST, *_data(photo_folders), f"hydra.run.dir={run}", cwd=tmp_path)
