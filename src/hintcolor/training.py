@@ -41,7 +41,8 @@ def as_config_error(exc: Exception) -> ConfigError:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and test) as configured; returns the final metrics as floats."""
-    L.seed_everything(cfg.seed, workers=True)
+    # quietly: a configuration error below should be the only line the user sees
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     loggers: list[Logger] = []
     try:
         backbone = build_backbone(cfg)
@@ -78,7 +79,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info(
             f"backbone {cfg.model.name}: {metadata['model_size']['params'] / 1e6:.2f} M parameters"
         )
-        log.info(f"precision {trainer.precision}, channels_last={cfg.channels_last}")
+        log.info(
+            f"seed {cfg.seed}, precision {trainer.precision}, channels_last={cfg.channels_last}"
+        )
 
         if cfg.get("train", True):
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
