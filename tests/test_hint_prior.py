@@ -89,3 +89,16 @@ def test_wrapper_trains_under_bf16_autocast(layout: torch.memory_format) -> None
     assert out.dtype == torch.float32
     out.square().mean().backward()
     assert wrapper.backbone.head.weight.grad is not None
+
+
+def test_zero_gain_is_the_prior_exactly_and_old_checkpoints_load_with_gain_one() -> None:
+    backbone = ResUNet(in_channels=6, widths=[8, 8, 16, 16, 16], bridge=16)
+    model = PushPullResidual(backbone, initial_gain=0.0).eval()
+    ab, mask = _hints(1, 64, 64)
+    ab[0, :, 10, 20], mask[0, :, 10, 20] = torch.tensor([0.4, -0.3]), 1
+    x = torch.cat([torch.rand(1, 1, 64, 64), ab, mask], dim=1)
+    with torch.no_grad():
+        assert torch.equal(model(x), push_pull(ab, mask).clamp(-1, 1))
+    old = {k: v for k, v in model.state_dict().items() if k != "gain"}  # before the gain
+    model.load_state_dict(old)
+    assert torch.equal(model.gain, torch.ones(1, 2, 1, 1))

@@ -72,10 +72,19 @@ class PushPullResidual(nn.Module):
 
     extra_channels = 2
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, initial_gain: float = 1.0) -> None:
         super().__init__()
         self.backbone = backbone
         self.stride: int = getattr(backbone, "stride", 1)
+        # Per-channel scale of the correction. At 0 the untrained model *is* the interpolation
+        # and moves away from it only as far as training finds it pays (ReZero, Bachlechner
+        # et al. 2021): a short run cannot end below its own prior.
+        self.gain = nn.Parameter(torch.full((1, 2, 1, 1), float(initial_gain)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # checkpoints from before the gain: the correction was added as it came (gain 1)
+        state_dict.setdefault(prefix + "gain", torch.ones_like(self.gain))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         prior = push_pull(x[:, 1:3], x[:, 3:4])
@@ -86,4 +95,4 @@ class PushPullResidual(nn.Module):
         )
         inputs = torch.cat([x, prior.to(x.dtype)], dim=1).contiguous(memory_format=layout)
         correction = self.backbone(inputs)
-        return (prior + correction.float()).clamp(-1.0, 1.0)
+        return (prior + self.gain * correction.float()).clamp(-1.0, 1.0)
