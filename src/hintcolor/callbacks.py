@@ -112,7 +112,7 @@ class LastCheckpoint(Callback):
             return
         if trainer.global_step == self._saved_step:  # nothing trained since the last save
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -179,7 +179,7 @@ class EpochSummary(Callback):
             eta = per_epoch * (total - done)
             timer = _timer(trainer)
             if timer is not None and timer.time_remaining() is not None:
-                eta = min(eta, timer.time_remaining())
+                eta = min(eta, max(0.0, timer.time_remaining()))
             parts.append(f"ETA {_duration(eta)}")
         log.info(", ".join(parts))
 

@@ -222,20 +222,20 @@ def read_checkpoint(ckpt_path: str | Path, check_config: bool = True) -> dict[st
 def check_weights_fit(
     model: nn.Module, state: dict[str, Any], source: str, prefix: str = ""
 ) -> None:
-    """One line when ``state`` does not fit ``model`` (another backbone, other widths)."""
+    """One line when ``state`` does not fit ``model`` (another backbone, other widths).
+
+    Weights the model has and the file lacks are left to the model's own loading, which may
+    fill them for files of an older version (``PushPullResidual.gain``).
+    """
     expected = {prefix + k: tuple(v.shape) for k, v in model.state_dict().items()}
     given = {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
-    missing = sorted(expected.keys() - given.keys())
     unexpected = sorted(k for k in given.keys() - expected.keys() if k.startswith(prefix))
     wrong = sorted(k for k in expected.keys() & given.keys() if expected[k] != given[k])
-    if missing or unexpected or wrong:
-        detail = (
-            f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another shape"
-        )
-        example = (missing or unexpected or wrong)[0]
+    if unexpected or wrong:
+        detail = f"{len(unexpected)} unexpected, {len(wrong)} of another shape"
         raise ConfigError(
-            f"{source} holds weights of another model ({detail}, e.g. {example}); "
-            "train with the model= it was trained with"
+            f"{source} holds weights of another model ({detail}, e.g. {(unexpected or wrong)[0]}); "
+            "use the model= it was trained with"
         )
 
 
@@ -255,5 +255,9 @@ def load_backbone(ckpt_path: str | Path) -> tuple[nn.Module, DictConfig]:
     prefix = "backbone."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     check_weights_fit(backbone, state, str(ckpt_path))
-    backbone.load_state_dict(state)
+    try:
+        backbone.load_state_dict(state)
+    except RuntimeError as exc:  # weights missing from the file
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise ConfigError(f"{ckpt_path} does not fit its model: {first[:200]}") from None
     return backbone.eval(), train_cfg
