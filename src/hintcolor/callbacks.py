@@ -177,14 +177,14 @@ class EpochSummary(Callback):
         if total:
             per_epoch = elapsed / max(1, done - self._first_epoch)
             eta = per_epoch * (total - done)
-            timer = _timer(trainer)
+            timer = time_limit(trainer)
             if timer is not None and timer.time_remaining() is not None:
                 eta = min(eta, max(0.0, timer.time_remaining()))
             parts.append(f"ETA {_duration(eta)}")
         log.info(", ".join(parts))
 
 
-def _timer(trainer: L.Trainer) -> Timer | None:
+def time_limit(trainer: L.Trainer) -> Timer | None:
     """Lightning's ``max_time`` callback, when the run has a time limit."""
     return next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
 

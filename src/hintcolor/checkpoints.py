@@ -171,8 +171,9 @@ def check_stored_config(config: Any, source: str) -> None:
                 f"{source}: refused: its stored config names _target_ {value!r} at {where}, "
                 "which is not one of this project's classes"
             )
+    stored = OmegaConf.create(config)
     for key in ("model.backbone", "hint_prior"):
-        node = OmegaConf.select(OmegaConf.create(config), key)
+        node = OmegaConf.select(stored, key)
         if node is None and key == "hint_prior":
             continue
         target = node.get("_target_") if isinstance(node, DictConfig) else None

@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 from hydra.errors import InstantiationException
-from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig
 
@@ -21,7 +21,7 @@ from hintcolor.build import (
     build_trainer,
     plain,
 )
-from hintcolor.callbacks import EpochSeed, LastCheckpoint
+from hintcolor.callbacks import EpochSeed, LastCheckpoint, time_limit
 from hintcolor.checkpoints import check_weights_fit, read_checkpoint
 from hintcolor.config import ConfigError, check_train_config
 from hintcolor.tracking import finish_runs, run_metadata, tracked_runs
@@ -114,7 +114,7 @@ def describe_ending(trainer: L.Trainer) -> tuple[str, str]:
     done, total = trainer.current_epoch, trainer.max_epochs
     lr = _learning_rate(trainer)
     lr_note = f"; final learning rate {lr:.3g}" if lr is not None else ""
-    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    timer = time_limit(trainer)
     out_of_time = timer is not None and (timer.time_remaining() or 0.0) <= 0
     if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
         return "complete", f"completed {trainer.max_steps} steps{lr_note}"
