@@ -188,3 +188,19 @@ def test_every_file_of_the_folder_is_used_or_reported(tmp_path, kodak_files, pho
     assert dm.datasets["train"].min_side == 4 * dm.image_size  # large JPEGs decode reduced
     with pytest.raises(Exception, match=r"data\.max_pixels must be a positive integer"):
         _datamodule(tmp_path, train_dir=d, val_dir=photo_folders["val"], max_pixels=0)
+
+
+def test_several_folders_make_one_split(tmp_path, kodak_files):
+    """data.root / data.train_dir take a list: photos kept in several places train together;
+    a missing one is named at start-up."""
+    kodak = kodak_files[0].parents[1]  # kodak24/{train,val}
+    dm = _datamodule(tmp_path, train_dir=f"[{kodak}/train,{kodak}/val]", val_dir=f"{kodak}/val")
+    dm.setup("fit")
+    assert len(dm.datasets["train"].files) == 24 and len(dm.datasets["val"].files) == 4
+    kw = dict(train_dir="null", val_dir="null", root=f"[{kodak}/train,{kodak}/val]")
+    split = _datamodule(tmp_path, **kw)
+    split.setup("fit")
+    names = [{p.name for p in split.datasets[s].files} for s in ("train", "val", "test")]
+    assert [len(n) for n in names] == [19, 2, 2] and not (names[0] & names[1])
+    with pytest.raises(Exception, match="data.train_dir: folder .*nowhere"):
+        _datamodule(tmp_path, train_dir=f"[{kodak}/train,{tmp_path}/nowhere]", val_dir=kodak)

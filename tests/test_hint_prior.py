@@ -12,7 +12,7 @@ from hintcolor.baselines import idw_baseline
 from hintcolor.build import build_backbone
 from hintcolor.data.hints import FixedHints
 from hintcolor.models.backbones import ResUNet
-from hintcolor.models.hint_prior import PushPullResidual, push_pull
+from hintcolor.models.hint_prior import PushPullResidual, luminance_weights, push_pull
 
 
 def _hints(b: int = 2, h: int = 37, w: int = 53) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,3 +102,69 @@ def test_zero_gain_is_the_prior_exactly_and_old_checkpoints_load_with_gain_one()
     old = {k: v for k, v in model.state_dict().items() if k != "gain"}  # before the gain
     model.load_state_dict(old)
     assert torch.equal(model.gain, torch.ones(1, 2, 1, 1))
+
+
+# ---- edge-aware (guided) push-pull ---------------------------------------------------------
+
+
+def _step_edge(h: int = 48, w: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Dark left half, bright right half; a saturated hint on the left and a neutral (ab = 0)
+    hint far on the right."""
+    luma = torch.full((1, 1, h, w), 0.2)
+    luma[..., w // 2 :] = 0.8
+    ab, mask = _hints(1, h, w)
+    ab[0, :, 20:24, 4:8], mask[0, :, 20:24, 4:8] = torch.tensor([0.6, -0.4]).view(2, 1, 1), 1
+    mask[0, :, 40:44, 58:62] = 1
+    return luma, ab, mask
+
+
+def test_guided_push_pull_stops_colour_at_an_edge() -> None:
+    luma, ab, mask = _step_edge()
+    plain = push_pull(ab, mask)
+    guided = push_pull(ab, mask, luma=luma, edge_sweeps=4)
+    right = (slice(None), slice(None), slice(None), slice(36, None))  # beyond the edge at 32
+    left = (slice(None), slice(None), slice(None), slice(None, 28))
+    chroma = lambda x, side: x[side].norm(dim=1).mean()  # noqa: E731
+    assert chroma(guided, right) < 0.5 * chroma(plain, right)
+    assert chroma(guided, left) > chroma(plain, left)  # ...and stays on its own side
+    # the hints are kept exactly
+    assert torch.equal(guided[0, :, 20:24, 4:8], ab[0, :, 20:24, 4:8])
+    assert guided[0, :, 40:44, 58:62].abs().max() == 0
+
+
+def test_guided_push_pull_on_flat_luma_spreads_one_hint_everywhere() -> None:
+    ab, mask = _hints(1, 37, 53)
+    ab[0, :, 5, 7], mask[0, :, 5, 7] = torch.tensor([0.3, -0.2]), 1
+    guided = push_pull(ab, mask, luma=torch.full((1, 1, 37, 53), 0.5), edge_sweeps=4)
+    expected = torch.tensor([0.3, -0.2]).view(1, 2, 1, 1).expand_as(guided)
+    assert torch.allclose(guided, expected, atol=1e-6)
+
+
+def test_zero_sweeps_is_plain_push_pull_and_weights_are_levins() -> None:
+    torch.manual_seed(0)
+    ab, mask = torch.randn(2, 2, 30, 41) * 0.3, (torch.rand(2, 1, 30, 41) < 0.05).float()
+    luma = torch.rand(2, 1, 30, 41)
+    assert torch.equal(push_pull(ab, mask, luma=luma, edge_sweeps=0), push_pull(ab, mask))
+    w = luminance_weights(luma)
+    assert w.shape == (2, 9, 30, 41)
+    assert torch.allclose(w.sum(1), torch.ones(2, 30, 41)) and w[:, 4].abs().max() == 0
+    assert w[:, :3, 0].abs().max() == 0  # no neighbours above the first row
+    # one pixel by hand: exp(-(Y_r - Y_s)^2 / (2 var_r)) over its 3x3 window, normalised
+    window = luma[0, 0, 9:12, 19:22].double()
+    raw = torch.exp(-((window - window[1, 1]) ** 2) / (2 * window.var(unbiased=False)))
+    raw[1, 1] = 0
+    assert torch.allclose(w[0, :, 10, 20].double(), (raw / raw.sum()).flatten(), atol=1e-5)
+
+
+def test_guided_wrapper_is_built_from_config_and_runs_under_autocast() -> None:
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("train", overrides=["hint_prior=guided", "model.backbone.widths=[4,8]"])
+    model = build_backbone(cfg)
+    assert isinstance(model, PushPullResidual) and model.edge_sweeps == 4
+    luma, ab, mask = _step_edge()
+    x = torch.cat([luma - 0.5, ab, mask], dim=1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    # gain 0: the untrained model is the edge-aware fill, computed in float32
+    assert torch.allclose(out, push_pull(ab, mask, luma=luma, edge_sweeps=4), atol=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +56,23 @@ def make_batch(
     }
 
 
+# A folder, or several whose photos are used together (e.g. a large collection kept in
+# several places); None: not used.
+Folders = str | os.PathLike | Sequence[str | os.PathLike] | None
+
+
+def _as_folders(value: Folders) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return (str(value),)
+    folders = tuple(str(v) for v in value)
+    return folders or None
+
+
 class ColorizationDataModule(L.LightningDataModule):
-    """Photos from ``train_dir``/``val_dir``/``test_dir``, or one ``root`` split by seed.
+    """Photos from ``train_dir``/``val_dir``/``test_dir``, or ``root`` split by seed; each may
+    be one folder or a list of folders.
 
     Missing or empty folders fail at construction/set-up, naming the path; grayscale,
     unreadable and over-large (``max_pixels``) photos are skipped and counted in the log,
@@ -69,10 +84,10 @@ class ColorizationDataModule(L.LightningDataModule):
         hints: HintSimulator,
         train_transform: Callable[..., dict],
         eval_transform: Callable[..., dict],
-        train_dir: str | None = None,
-        val_dir: str | None = None,
-        test_dir: str | None = None,
-        root: str | None = None,
+        train_dir: Folders = None,
+        val_dir: Folders = None,
+        test_dir: Folders = None,
+        root: Folders = None,
         split: Mapping[str, float] | None = None,
         split_seed: int = 0,
         image_size: int = 128,
@@ -101,8 +116,12 @@ class ColorizationDataModule(L.LightningDataModule):
         # training hint density must still compare its trials on the same validation hints.
         self.eval_hints = eval_hints if eval_hints is not None else hints
         self.transforms = {"train": train_transform, "val": eval_transform, "test": eval_transform}
-        self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
-        self.root = root
+        self.dirs = {
+            "train": _as_folders(train_dir),
+            "val": _as_folders(val_dir),
+            "test": _as_folders(test_dir),
+        }
+        self.root = _as_folders(root)
         self.split = dict(split or {"train": 0.8, "val": 0.1, "test": 0.1})
         self.split_seed = split_seed
         self.image_size = image_size
@@ -133,15 +152,16 @@ class ColorizationDataModule(L.LightningDataModule):
                 )
         elif not named:
             raise ValueError("no data: set data.train_dir/val_dir/test_dir or data.root")
-        for key, path in named.items():
-            if not Path(path).is_dir():
-                raise FileNotFoundError(f"{key}: folder {path} does not exist")
+        for key, folders in named.items():
+            for path in folders:
+                if not Path(path).is_dir():
+                    raise FileNotFoundError(f"{key}: folder {path} does not exist")
 
-    def _folders(self) -> dict[str, str]:
-        """Config key -> folder, for the folders this module reads."""
+    def _folders(self) -> list[tuple[str, str]]:
+        """(config key, folder) for the folders this module reads."""
         if self.root is not None:
-            return {"data.root": str(self.root)}
-        return {f"data.{s}_dir": str(d) for s, d in self.dirs.items() if d is not None}
+            return [("data.root", f) for f in self.root]
+        return [(f"data.{s}_dir", f) for s, d in self.dirs.items() if d is not None for f in d]
 
     def _listing(self, folder: str) -> tuple[list[Path], Counter[str]]:
         # Listed once: a folder of 100,000 files takes a while to walk.
@@ -149,10 +169,13 @@ class ColorizationDataModule(L.LightningDataModule):
             self._listings[folder] = list_images(folder)
         return self._listings[folder]
 
+    def _photos(self, folders: tuple[str, ...]) -> list[Path]:
+        return [f for folder in folders for f in self._listing(folder)[0]]
+
     def _files(self) -> dict[str, list[Path]]:
         if self.root is None:
-            return {s: self._listing(str(d))[0] for s, d in self.dirs.items() if d is not None}
-        files = self._listing(str(self.root))[0]
+            return {s: self._photos(d) for s, d in self.dirs.items() if d is not None}
+        files = self._photos(self.root)
         order = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.split_seed))
         shuffled = [files[i] for i in order]
         out, start = {}, 0
@@ -181,7 +204,7 @@ class ColorizationDataModule(L.LightningDataModule):
             report = self._scan(stage_files)
             log_report(report, name)
             if not report.usable:
-                where = self.dirs.get(name) or self.root
+                where = ", ".join(self.dirs.get(name) or self.root)
                 raise ValueError(f"{name}: no usable colour photos under {where}")
             repeats = self.train_repeats if name == "train" else 1
             dataset = PhotoDataset(
@@ -201,7 +224,7 @@ class ColorizationDataModule(L.LightningDataModule):
 
     def _log_other_files(self) -> None:
         """Say how many files of each folder are not used because of their format."""
-        for key, folder in self._folders().items():
+        for key, folder in self._folders():
             others = self._listing(folder)[1]
             if others:
                 log.info(
