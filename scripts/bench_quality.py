@@ -10,8 +10,8 @@ OUT/<backbone>[-tag]/seed<s>/train, then ``src/eval.py`` scores its best checkpo
 ImageNet sample (Zhang et al. protocol) into .../eval. A run whose evaluation exists is reused,
 so an interrupted comparison continues where it stopped and rows can be added later
 (``--set hint_prior=none --tag no-prior`` adds an ablation). The report covers every finished
-run under OUT: a PSNR@k table (mean over seeds), wall-clock per run, the `gray`, `idw` and
-`push_pull` references on the same images and hints, the published curve, and one PNG.
+run under OUT: a PSNR@k table (mean over seeds), wall-clock per run, the `gray`, `idw`,
+`push_pull` and `levin` references on the same images and hints, the published curve, and one PNG.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ HINT_COUNTS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 # patches on ImageNet ctest10k (256x256): other images, 1.3 M training photos - context only.
 PUBLISHED_PSNR = (24.43, 25.37, 26.20, 27.39, 28.42, 29.34, 30.42, 31.13, 31.70, 32.14)
 PUBLISHED_SIGGRAPH17 = dict(zip(HINT_COUNTS, PUBLISHED_PSNR, strict=True))
-REFERENCES = ("gray", "idw", "push_pull")
+REFERENCES = ("gray", "idw", "push_pull", "levin")
 # Tiny models and data for the regression test (--quick): only the plumbing is exercised.
 QUICK_TRAIN = [
     f"data.root={ROOT / 'data' / 'kodak24'}",
@@ -198,9 +198,9 @@ def plot(rows, references, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     for r in rows:
         ax.plot(xs, [r["psnr"].get(k, math.nan) for k in ks], marker="o", label=r["label"])
-    for name, style in zip(REFERENCES, (":", "--", "-."), strict=True):
+    for name, style in zip(REFERENCES, (":", "--", "-.", (0, (1, 3))), strict=True):
         if name in references:
-            ax.plot(xs, [references[name][k] for k in ks], "k" + style, label=name)
+            ax.plot(xs, [references[name][k] for k in ks], color="k", linestyle=style, label=name)
     ax.plot(
         xs,
         [PUBLISHED_SIGGRAPH17.get(k, math.nan) for k in ks],

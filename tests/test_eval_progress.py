@@ -96,3 +96,16 @@ def test_bad_eval_hint_setting_names_the_key(tmp_path):
     cfg = compose("eval", [f"ckpt_path={ckpt}", "patch_size=0"], tmp_path)
     with pytest.raises(evaluation.ConfigError, match=r"^patch_size must be an integer >= 1"):
         evaluation.evaluate(cfg, tmp_path)
+
+
+def test_references_are_configurable_and_checked() -> None:
+    from omegaconf import OmegaConf
+
+    from hintcolor.config import ConfigError
+    from hintcolor.evaluation import REFERENCES, _references
+
+    assert _references(OmegaConf.create({})) == REFERENCES
+    assert "levin" in REFERENCES
+    assert _references(OmegaConf.create({"references": ["idw"]})) == ("idw",)
+    with pytest.raises(ConfigError, match="references"):
+        _references(OmegaConf.create({"references": ["idw", "zhang"]}))

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from hintcolor.data.hints import Hints
+from hintcolor.levin import levin_colorize
 
 
 def gray_baseline(l_norm: Tensor) -> Tensor:
@@ -40,3 +41,10 @@ def idw_baseline(hints: Hints, shape: tuple[int, int, int, int], power: float = 
         out[i] = ab.T.reshape(2, h, w)
     mask = hints.mask.bool().expand_as(out)
     return torch.where(mask, hints.ab.float(), out)
+
+
+def levin_baseline(l_norm: Tensor, hints: Hints, weights: Tensor | None = None) -> Tensor:
+    """Levin et al. 2004, "Colorization using Optimization": neighbours of similar intensity
+    get similar colours (see :mod:`hintcolor.levin`). ``weights``: the images'
+    :func:`~hintcolor.levin.levin_weights`, to reuse them across hint counts."""
+    return levin_colorize(l_norm, hints.ab, hints.mask, weights=weights)

@@ -382,14 +382,14 @@ def _curve(eval_rows: list[dict[str, Any]], method: str) -> tuple[list[int], lis
 
 
 def plot_psnr_at_k(runs: list[Run], path: Path) -> None:
-    """Each run's model curve; gray and idw once, from the first run's eval (dashed)."""
+    """Each run's model curve; the references once, from the first run's eval (dashed)."""
     plt = _pyplot()
     evaluated = [r for r in runs if r.eval and r.eval.rows]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for run in evaluated:
         ks, psnrs = _curve(run.eval.rows, "model")
         ax.plot(ks, psnrs, marker="o", label=run.label)
-    for method, color in (("gray", "0.6"), ("idw", "k")):
+    for method, color in (("gray", "0.6"), ("idw", "k"), ("push_pull", "0.35"), ("levin", "C3")):
         ks, psnrs = _curve(evaluated[0].eval.rows, method)
         if ks:
             ax.plot(ks, psnrs, linestyle="--", color=color, label=method)

@@ -37,7 +37,8 @@ from rich.table import Table
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from hintcolor.baselines import gray_baseline, idw_baseline
+from hintcolor import levin
+from hintcolor.baselines import gray_baseline, idw_baseline, levin_baseline
 from hintcolor.build import build_loggers, plain
 from hintcolor.checkpoints import load_backbone
 from hintcolor.config import ConfigError, ParameterError, check_ckpt_path
@@ -49,7 +50,17 @@ from hintcolor.utils.hardware import fast_precision
 
 log = logging.getLogger(__name__)
 
-METHODS = ("model", "gray", "idw", "push_pull")
+METHODS = ("model", "gray", "idw", "push_pull", "levin")
+REFERENCES = METHODS[1:]
+
+
+def _references(cfg: DictConfig) -> tuple[str, ...]:
+    """The non-learned references to score (eval config ``references``; default all)."""
+    refs = tuple(cfg.get("references", REFERENCES))
+    unknown = [r for r in refs if r not in REFERENCES]
+    if unknown:
+        raise ConfigError(f"references must be a subset of {list(REFERENCES)}, got {unknown}")
+    return refs
 
 
 def psnr_per_image(pred: Tensor, target: Tensor) -> Tensor:
@@ -167,6 +178,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Run the protocol; write CSV, JSON, Markdown and a PNG plot into ``output_dir``."""
     check_ckpt_path(cfg.get("ckpt_path"), required=True)
     hint_laws = _hint_laws(cfg)
+    references = _references(cfg)
     backbone, train_cfg = load_backbone(cfg.ckpt_path)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backbone.to(device)
@@ -198,12 +210,22 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
                 continue
             if cfg.limit is not None and seen >= cfg.limit:
                 break
-            n = _score_batch(batch, cfg, backbone, train_cfg, hint_laws, device, seen, scores)
+            n = _score_batch(
+                batch, cfg, backbone, train_cfg, hint_laws, references, device, seen, scores
+            )
             seen += n
             progress.advance(n)
 
-    for k in cfg.hint_counts[1:]:
-        scores[("gray", k)] = scores[("gray", cfg.hint_counts[0])]
+    if "gray" in references:
+        for k in cfg.hint_counts[1:]:
+            scores[("gray", k)] = scores[("gray", cfg.hint_counts[0])]
+    if "levin" in references:
+        st = levin.stats
+        log.info(
+            f"levin: {st['systems']} systems solved, "
+            f"{st['iterations'] / max(st['systems'], 1):.1f} iterations on average, "
+            f"{st['fallbacks']} fell back to the direct solver"
+        )
     rows = []
     for (method, k), values in scores.items():
         psnr = torch.cat(values["psnr"])
@@ -231,6 +253,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
             "seed": cfg.seed,
             "hint_counts": list(cfg.hint_counts),
             "idw_power": cfg.idw_power,
+            "references": list(references),
         },
         "rows": rows,
     }
@@ -245,6 +268,7 @@ def _score_batch(
     backbone: torch.nn.Module,
     train_cfg: DictConfig,
     hint_laws: dict[int, FixedHints],
+    references: tuple[str, ...],
     device: torch.device,
     seen: int,
     scores: dict[tuple[str, int], dict[str, list[Tensor]]],
@@ -256,6 +280,10 @@ def _score_batch(
     rgb_u8 = rgb_u8.to(device)
     l_norm, ab = rgb_uint8_to_normalized_lab(rgb_u8)
     target = rgb_u8.float() / 255.0
+    # Levin's affinities depend on the image only: computed once for all k
+    weights = None
+    if "levin" in references:
+        weights = levin.levin_weights(levin.luma_from_l(l_norm.double())).float()
     for k in cfg.hint_counts:
         hints = hint_laws[k](ab, indices)
         x = model_input(l_norm, hints)
@@ -263,12 +291,14 @@ def _score_batch(
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, cfg.get("precision", "auto")):
             pred_model = backbone(x)
-        preds = {
-            "model": pred_model.float(),
-            "idw": idw_baseline(hints, tuple(ab.shape), cfg.idw_power),
-            "push_pull": push_pull(hints.ab, hints.mask),
-        }
-        if k == cfg.hint_counts[0]:  # gray ignores the hints: score it once per batch
+        preds = {"model": pred_model.float()}
+        if "idw" in references:
+            preds["idw"] = idw_baseline(hints, tuple(ab.shape), cfg.idw_power)
+        if "push_pull" in references:
+            preds["push_pull"] = push_pull(hints.ab, hints.mask)
+        if "levin" in references:
+            preds["levin"] = levin_baseline(l_norm, hints, weights)
+        if "gray" in references and k == cfg.hint_counts[0]:  # gray ignores the hints: once
             preds["gray"] = gray_baseline(l_norm)
         for method, pred_ab in preds.items():
             rgb = normalized_lab_to_rgb(l_norm, pred_ab).clamp(0, 1)
@@ -341,7 +371,8 @@ def write_results(result: dict[str, Any], out: Path) -> None:
         table.add_column(f"k={k}", justify="right")
     value = {(r["method"], r["k"]): r["psnr"] for r in rows}
     for m in METHODS:
-        table.add_row(m, *(f"{value[(m, k)]:.2f}" for k in ks))
+        if any(r["method"] == m for r in rows):
+            table.add_row(m, *(f"{value[(m, k)]:.2f}" for k in ks))
     Console(width=max(Console().width, 120)).print(table)
     log.info(f"results: {out / 'psnr_at_k.md'} (and .csv, .json, .png)")
 
@@ -355,6 +386,8 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in METHODS:
         pts = sorted((r["k"], r["psnr"]) for r in rows if r["method"] == m)
+        if not pts:
+            continue
         # k=0 cannot sit on a log axis: plot it at 0.5 and label it.
         ax.plot([max(k, 0.5) for k, _ in pts], [p for _, p in pts], marker="o", label=m)
     ax.set_xscale("log")
