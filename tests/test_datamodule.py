@@ -202,5 +202,5 @@ def test_several_folders_make_one_split(tmp_path, kodak_files):
     split.setup("fit")
     names = [{p.name for p in split.datasets[s].files} for s in ("train", "val", "test")]
     assert [len(n) for n in names] == [19, 2, 2] and not (names[0] & names[1])
-    with pytest.raises(Exception, match="data.train_dir: folder .*nowhere"):
+    with pytest.raises(Exception, match=r"data\.train_dir: folder .*nowhere"):
         _datamodule(tmp_path, train_dir=f"[{kodak}/train,{tmp_path}/nowhere]", val_dir=kodak)

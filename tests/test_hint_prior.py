@@ -168,3 +168,21 @@ def test_guided_wrapper_is_built_from_config_and_runs_under_autocast() -> None:
         out = model(x)
     # gain 0: the untrained model is the edge-aware fill, computed in float32
     assert torch.allclose(out, push_pull(ab, mask, luma=luma, edge_sweeps=4), atol=1e-6)
+
+
+@pytest.mark.slow  # the exporter traces every level's sweeps: minutes on 2 cores
+def test_guided_prior_exports_to_onnx_with_the_network(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from hintcolor.export import export_onnx
+
+    torch.manual_seed(0)
+    model = PushPullResidual(ResUNet(in_channels=6, widths=(4, 8), bridge=8), 0.5, edge_sweeps=4)
+    path = export_onnx(model, tmp_path / "guided.onnx", example_size=64)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for h, w in ((48, 64), (37, 91)):  # sizes the graph was not traced at
+        luma, ab, mask = _step_edge(h, w)
+        x = torch.cat([luma - 0.5, ab, mask], dim=1)
+        with torch.no_grad():
+            expected = model.eval()(x).numpy()
+        (got,) = session.run(["ab"], {"input": x.numpy()})
+        assert abs(got - expected).max() < 1e-4

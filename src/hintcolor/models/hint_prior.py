@@ -128,7 +128,9 @@ def push_pull(
     for level in range(levels, -1, -1):
         colour, alpha = pyramid[level]
         if level < levels:
-            coarse = F.interpolate(filled, size=colour.shape[-2:], mode="bilinear", align_corners=False)
+            coarse = F.interpolate(
+                filled, size=colour.shape[-2:], mode="bilinear", align_corners=False
+            )
             filled = colour + (1 - alpha) * coarse
         if edges:
             weights = luminance_weights(lumas[level])
@@ -169,8 +171,11 @@ class PushPullResidual(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # float32 even under bf16 autocast: luminance differences of ~1e-3 steer the fill
         with torch.autocast(x.device.type, enabled=False):
-            luma = x[:, 0:1].float() + 0.5  # normalised L in [-0.5, 0.5] -> [0, 1]
-            prior = push_pull(x[:, 1:3], x[:, 3:4], luma=luma, edge_sweeps=self.edge_sweeps)
+            planar = x.float().contiguous()  # NCHW: the fill's many slices are faster so
+            luma = planar[:, 0:1] + 0.5  # normalised L in [-0.5, 0.5] -> [0, 1]
+            prior = push_pull(
+                planar[:, 1:3], planar[:, 3:4], luma=luma, edge_sweeps=self.edge_sweeps
+            )
         layout = (
             torch.channels_last
             if x.is_contiguous(memory_format=torch.channels_last)
