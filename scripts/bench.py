@@ -311,6 +311,8 @@ def worker(task: str, backbone_name: str, quick: bool, extra: list[str]) -> dict
 
 
 STEPS = {"resunet": 30, "unet": 6, "siggraph17": 6, "resunet_large": 8, "vit_tiny": 20}
+# what each hint prior costs in training, measured on the first backbone
+PRIORS = ("none", "push_pull", "guided")
 
 
 # ---- orchestration ---------------------------------------------------------------------------
@@ -386,6 +388,19 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {size} | {d['decode_augment_img_s']:.0f} | {d['per_worker_img_s']:.0f} | "
             f"{m['lab_hints'][size]:.0f} | {peer if peer else '-'} |"
         )
+    if results.get("priors"):
+        name = results["backbones"][0]["name"]
+        lines += [
+            "",
+            f"Training cost of the hint prior ({name}, same measurement as above):",
+            "",
+            "| hint_prior | framework img/s | bare loop img/s |",
+            "| --- | --- | --- |",
+        ]
+        for p in results["priors"]:
+            lines.append(
+                f"| {p['hint_prior']} | {p['framework_img_s']:.1f} | {p['bare_img_s']:.1f} |"
+            )
     return "\n".join(lines)
 
 
@@ -437,6 +452,11 @@ def main() -> None:
         entry["achieved_gflops"] = train_flops * entry["train"]["framework_img_s"] / 1e9
         entry["efficiency"] = entry["achieved_gflops"] / peak
         results["backbones"].append(entry)
+    results["priors"] = []
+    for prior in PRIORS:
+        print(f"{names[0]} with hint_prior={prior}: train ...", flush=True)
+        train = run_worker("train", names[0], args.quick, [*args.set, f"hint_prior={prior}"])
+        results["priors"].append({"hint_prior": prior, **train})
 
     publish(markdown(results), results, args.out, "bench", args.readme, "bench")
 

@@ -32,7 +32,7 @@ HINT_COUNTS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 # patches on ImageNet ctest10k (256x256): other images, 1.3 M training photos - context only.
 PUBLISHED_PSNR = (24.43, 25.37, 26.20, 27.39, 28.42, 29.34, 30.42, 31.13, 31.70, 32.14)
 PUBLISHED_SIGGRAPH17 = dict(zip(HINT_COUNTS, PUBLISHED_PSNR, strict=True))
-REFERENCES = ("gray", "idw", "push_pull", "levin")
+REFERENCES = ("gray", "idw", "push_pull", "guided", "levin")
 # Tiny models and data for the regression test (--quick): only the plumbing is exercised.
 QUICK_TRAIN = [
     f"data.root={ROOT / 'data' / 'kodak24'}",
@@ -198,7 +198,9 @@ def plot(rows, references, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     for r in rows:
         ax.plot(xs, [r["psnr"].get(k, math.nan) for k in ks], marker="o", label=r["label"])
-    for name, style in zip(REFERENCES, (":", "--", "-.", (0, (1, 3))), strict=True):
+    for name, style in zip(
+        REFERENCES, (":", "--", "-.", (0, (3, 1, 1, 1)), (0, (1, 3))), strict=True
+    ):
         if name in references:
             ax.plot(xs, [references[name][k] for k in ks], color="k", linestyle=style, label=name)
     ax.plot(

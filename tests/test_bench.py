@@ -36,7 +36,11 @@ def test_bench_script_runs_end_to_end(tmp_path):
         assert 0 < b["ratio"] < 10 and 0 < b["efficiency"] < 5
         assert all(ms > 0 for k, ms in b["infer"].items() if k != "peak_rss_mb")
         assert b["train"]["peak_rss_mb"] > 50
+    priors = [p["hint_prior"] for p in results["priors"]]
+    assert priors == ["none", "push_pull", "guided"]
+    assert all(p["framework_img_s"] > 0 for p in results["priors"])
     table = (tmp_path / "bench.md").read_text()
+    assert "| guided |" in table
     for name in BACKBONES:
         assert table.count(f"| {name} |") == 2  # training and inference tables
     text = readme.read_text()

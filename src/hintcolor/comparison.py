@@ -389,7 +389,13 @@ def plot_psnr_at_k(runs: list[Run], path: Path) -> None:
     for run in evaluated:
         ks, psnrs = _curve(run.eval.rows, "model")
         ax.plot(ks, psnrs, marker="o", label=run.label)
-    for method, color in (("gray", "0.6"), ("idw", "k"), ("push_pull", "0.35"), ("levin", "C3")):
+    for method, color in (
+        ("gray", "0.6"),
+        ("idw", "k"),
+        ("push_pull", "0.35"),
+        ("guided", "C2"),
+        ("levin", "C3"),
+    ):
         ks, psnrs = _curve(evaluated[0].eval.rows, method)
         if ks:
             ax.plot(ks, psnrs, linestyle="--", color=color, label=method)

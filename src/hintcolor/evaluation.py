@@ -40,8 +40,8 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from hintcolor import levin
 from hintcolor.baselines import gray_baseline, idw_baseline, levin_baseline
 from hintcolor.build import build_loggers, plain
-from hintcolor.checkpoints import load_backbone
-from hintcolor.config import ConfigError, ParameterError, check_ckpt_path
+from hintcolor.checkpoints import checkpoint_to_use, load_backbone
+from hintcolor.config import ConfigError, ParameterError
 from hintcolor.data.color import normalized_lab_to_rgb, rgb_uint8_to_normalized_lab
 from hintcolor.data.hints import FixedHints, model_input
 from hintcolor.models.hint_prior import push_pull
@@ -50,7 +50,8 @@ from hintcolor.utils.hardware import fast_precision
 
 log = logging.getLogger(__name__)
 
-METHODS = ("model", "gray", "idw", "push_pull", "levin")
+# guided: the edge-aware fill that hint_prior=guided gives its backbone, alone
+METHODS = ("model", "gray", "idw", "push_pull", "guided", "levin")
 REFERENCES = METHODS[1:]
 
 
@@ -176,10 +177,11 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 @torch.inference_mode()
 def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Run the protocol; write CSV, JSON, Markdown and a PNG plot into ``output_dir``."""
-    check_ckpt_path(cfg.get("ckpt_path"), required=True)
+    ckpt_path, which = checkpoint_to_use(cfg.get("ckpt_path"), cfg.paths.shipped_model)
+    log.info(which)
     hint_laws = _hint_laws(cfg)
     references = _references(cfg)
-    backbone, train_cfg = load_backbone(cfg.ckpt_path)
+    backbone, train_cfg = load_backbone(ckpt_path)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backbone.to(device)
     if train_cfg.get("channels_last"):
@@ -195,9 +197,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         split = "test" if "test" in datamodule.datasets else "val"
     loader = datamodule.dataloader(split)
     n_images = len(loader.dataset) if cfg.limit is None else min(cfg.limit, len(loader.dataset))
-    log.info(
-        f"evaluating {cfg.ckpt_path} on {n_images} {split} images, k = {list(cfg.hint_counts)}"
-    )
+    log.info(f"evaluating {ckpt_path} on {n_images} {split} images, k = {list(cfg.hint_counts)}")
 
     scores: dict[tuple[str, int], dict[str, list[Tensor]]] = defaultdict(lambda: defaultdict(list))
     seen = 0
@@ -242,7 +242,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         )
     rows.sort(key=lambda r: (METHODS.index(r["method"]), r["k"]))
     result = {
-        "checkpoint": str(cfg.ckpt_path),
+        "checkpoint": str(ckpt_path),
         "model": train_cfg.model.name,
         "split": split,
         "images": seen,
@@ -296,6 +296,11 @@ def _score_batch(
             preds["idw"] = idw_baseline(hints, tuple(ab.shape), cfg.idw_power)
         if "push_pull" in references:
             preds["push_pull"] = push_pull(hints.ab, hints.mask)
+        if "guided" in references:
+            luma = l_norm + 0.5  # normalised L in [-0.5, 0.5] -> [0, 1]
+            preds["guided"] = push_pull(
+                hints.ab, hints.mask, luma=luma, edge_sweeps=cfg.guided_sweeps
+            )
         if "levin" in references:
             preds["levin"] = levin_baseline(l_norm, hints, weights)
         if "gray" in references and k == cfg.hint_counts[0]:  # gray ignores the hints: once
