@@ -1,4 +1,4 @@
-"""Colorize photos: python src/colorize.py ckpt_path=... input=photo.jpg|folder [hints_path=...]"""
+"""Colorize photos: python src/colorize.py [ckpt_path=...] input=photo|folder [hints_path=...]"""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
 
+from hintcolor.checkpoints import checkpoint_to_use
 from hintcolor.colorize import colorize_files
 from hintcolor.config import ConfigError
 from hintcolor.inference import Colorizer
@@ -19,7 +20,9 @@ from hintcolor.inference import Colorizer
 @hydra.main(version_base="1.3", config_path="../conf", config_name="colorize")
 def main(cfg: DictConfig) -> None:
     try:
-        colorizer = Colorizer.from_checkpoint(cfg.ckpt_path, **cfg.colorizer)
+        ckpt, which = checkpoint_to_use(cfg.ckpt_path, cfg.paths.shipped_model)
+        print(which, flush=True)
+        colorizer = Colorizer.from_checkpoint(ckpt, **cfg.colorizer)
         output = Path(cfg.output or HydraConfig.get().runtime.output_dir)
         hints = Path(cfg.hints_path) if cfg.hints_path else None
         written, skipped = colorize_files(colorizer, Path(cfg.input), hints, output)

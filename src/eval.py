@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint: python src/eval.py ckpt_path=... [data=folder data.test_dir=...]"""
+"""Evaluate a checkpoint: python src/eval.py [ckpt_path=...] [data=folder data.test_dir=...]"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Export a trained model: python src/export.py ckpt_path=... [format=onnx] [output=...]"""
+"""Export a trained model: python src/export.py [ckpt_path=...] [format=onnx] [output=...]"""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
 
-from hintcolor.checkpoints import load_backbone
+from hintcolor.checkpoints import checkpoint_to_use, load_backbone
 from hintcolor.config import ConfigError
 
 FORMATS = ("onnx",)
@@ -24,10 +24,12 @@ def main(cfg: DictConfig) -> None:
     if cfg.format not in FORMATS:
         raise SystemExit(f"error: format={cfg.format} is not one of {', '.join(FORMATS)}")
     try:
-        backbone, _ = load_backbone(cfg.ckpt_path)
+        ckpt, which = checkpoint_to_use(cfg.ckpt_path, cfg.paths.shipped_model)
+        print(which, flush=True)
+        backbone, _ = load_backbone(ckpt)
     except (ConfigError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    default = Path(HydraConfig.get().runtime.output_dir) / f"{Path(cfg.ckpt_path).stem}.onnx"
+    default = Path(HydraConfig.get().runtime.output_dir) / f"{ckpt.stem}.onnx"
     path = export_onnx(backbone, Path(cfg.output or default), cfg.example_size, cfg.opset)
     print(f"wrote {path}")
 

@@ -262,3 +262,21 @@ def load_backbone(ckpt_path: str | Path) -> tuple[nn.Module, DictConfig]:
         first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
         raise ConfigError(f"{ckpt_path} does not fit its model: {first[:200]}") from None
     return backbone.eval(), train_cfg
+
+
+def checkpoint_to_use(ckpt_path: str | None, shipped: str | Path) -> tuple[Path, str]:
+    """``ckpt_path``, or the model shipped in the repository when none is given; and the
+    line that tells the user which model runs. A missing file is a one-line ConfigError."""
+    if ckpt_path:
+        check_ckpt_path(str(ckpt_path), required=True)
+        return Path(ckpt_path), f"model: {ckpt_path}"
+    shipped = Path(shipped)
+    if not shipped.is_file():
+        raise ConfigError(
+            f"no ckpt_path given and the shipped model {shipped} is missing (`make model` "
+            "rebuilds it); give ckpt_path=logs/.../checkpoints/best.ckpt"
+        )
+    card = shipped.parent / "README.md"
+    return shipped, (
+        f"model: the shipped model {shipped} (model card: {card}); ckpt_path=... for your own"
+    )
