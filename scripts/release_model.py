@@ -153,7 +153,7 @@ def readme_block(release: dict[str, Any], result: dict[str, Any]) -> str:
     return f"""Model `models/{NAME}` (`{release["command"]}`: `conf/experiment/release.yaml`,
 {t.get("train_photos", "?")} training photos, {t["wall_s"] / 60:.0f} min on {m["cores"]} cores of
 {m["cpu"]}, {m["cpu_capability"]}; {release["date"]}), evaluated with `python src/eval.py
-data=folder data.test_dir=../shared/data/imagenet-sample` on its {result["images"]} photos:
+data=folder data.test_dir=../shared/data/imagenet-sample` on {result["images"]} of its 490 photos:
 
 {chr(10).join(_table(result["rows"], "psnr", 2))}
 
@@ -185,7 +185,9 @@ checked before anything is built from it.
 
 ## Results
 
-`src/eval.py` on the **{result["images"]} photos of `imagenet-sample`** (Zhang et al. 2017 protocol:
+`src/eval.py` on **{result["images"]} of the 490 photos of `imagenet-sample`**{
+        " (the first ones in file order)" if result["images"] < 490 else ""
+    } (Zhang et al. 2017 protocol:
 256x256, k hint patches of 6x6 at clipped-Gaussian locations with the patch's mean colour,
 seeded per image, so every method sees the same hints). No image of it was trained or tuned on.
 Evaluation time: {result["wall_s"] / 60:.1f} min on the machine below.
@@ -199,8 +201,9 @@ dB: {gaps}.
 
 `levin` is Levin, Lischinski & Weiss, "Colorization using Optimization" (SIGGRAPH 2004), solved
 to a relative residual of 1e-4 (`src/hintcolor/levin.py`); `push_pull` the plain pyramid
-interpolation and `guided` the edge-aware one this model corrects (its prior, alone); the published SIGGRAPH'17 row (Zhang et
-al., 1.3 M ImageNet training photos, other ImageNet images) is context, not a like-for-like
+interpolation and `guided` the edge-aware one this model corrects (its prior, alone); the
+published SIGGRAPH'17 row (Zhang et al., 1.3 M ImageNet training photos, other ImageNet images)
+is context, not a like-for-like
 comparison.
 
 ## How it was made
@@ -232,6 +235,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "models" / NAME)
     parser.add_argument("--work", type=Path, default=ROOT / "logs" / "release")
     parser.add_argument("--card-only", action="store_true")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N photos")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="results block")
     args = parser.parse_args()
     release_path = args.out / "release.json"
@@ -248,9 +252,12 @@ def main() -> None:
         release["weights"] = pack(ckpt, target)
         stored = torch.load(target, weights_only=True)["hintcolor_config"]
         release["config"] = {"model": stored["model"]["name"]}
-        result = evaluate(target, args.out / "eval")
+        subset = [f"limit={args.limit}"] if args.limit else []
+        result = evaluate(target, args.out / "eval", *subset)
         # float16 storage must not cost quality: PSNR@10 of the float32 training weights
-        full = evaluate(ckpt, args.work / "eval-float32", "hint_counts=[10]", "references=[]")
+        full = evaluate(
+            ckpt, args.work / "eval-float32", "hint_counts=[10]", "references=[]", *subset
+        )
         at10 = {r["method"]: r["psnr"] for r in result["rows"] if r["k"] == 10}
         release["half_precision_check"] = {
             "float16": at10["model"],

@@ -98,7 +98,7 @@ def test_eval_writes_table_with_references(tmp_path, photo_folders):
     result = evaluate(eval_cfg, tmp_path / "eval")
     rows = {(r["method"], r["k"]): r for r in result["rows"]}
     assert set(rows) == {
-        (m, k) for m in ("model", "gray", "idw", "push_pull", "levin") for k in (0, 5, 20)
+        (m, k) for m in ("model", "gray", "idw", "push_pull", "guided", "levin") for k in (0, 5, 20)
     }
     assert all(r["n_images"] == 2 for r in rows.values())
     # references behave as they must: gray ignores hints, IDW improves with them
@@ -107,8 +107,10 @@ def test_eval_writes_table_with_references(tmp_path, photo_folders):
     assert rows[("idw", 20)]["psnr"] > rows[("idw", 0)]["psnr"]
     assert rows[("levin", 0)]["psnr"] == pytest.approx(rows[("gray", 0)]["psnr"])
     assert rows[("levin", 20)]["psnr"] > rows[("levin", 0)]["psnr"]
+    assert rows[("guided", 20)]["psnr"] > rows[("guided", 0)]["psnr"]
     md = (tmp_path / "eval" / "psnr_at_k.md").read_text()
     assert "| gray |" in md and "| idw |" in md and "| model |" in md and "| levin |" in md
+    assert "| guided |" in md
     assert json.loads((tmp_path / "eval" / "psnr_at_k.json").read_text())["images"] == 2
     assert (tmp_path / "eval" / "psnr_at_k.csv").read_text().startswith("method,k,psnr")
     assert (tmp_path / "eval" / "psnr_at_k.png").stat().st_size > 1000

@@ -400,6 +400,16 @@ def levin_direct(l_norm: Tensor, hint_ab: Tensor, mask: Tensor) -> Tensor:
             continue
         matrix = levin_matrix(weights[i], mask[i])
         rhs = (hint_ab[i] * mask[i]).double().reshape(2, -1).T.cpu().numpy()
-        u = scipy.sparse.linalg.spsolve(matrix.tocsc(), rhs)
+        # A is structurally symmetric and diagonally dominant: a symmetric fill-reducing
+        # ordering and no pivoting keep SuperLU's factors ~2x smaller than spsolve's default
+        # (an evaluation that fell back on many systems once ran out of memory)
+        lu = scipy.sparse.linalg.splu(
+            matrix.tocsc(),
+            permc_spec="MMD_AT_PLUS_A",
+            diag_pivot_thresh=0.0,
+            options={"SymmetricMode": True},
+        )
+        u = lu.solve(rhs)
+        del lu
         out[i] = torch.from_numpy(np.ascontiguousarray(u.T)).reshape(hint_ab.shape[1:])
     return out.to(hint_ab.device)
