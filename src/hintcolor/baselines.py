@@ -28,15 +28,18 @@ def idw_baseline(hints: Hints, shape: tuple[int, int, int, int], power: float = 
     out = torch.zeros(b, 2, h, w, device=device)
     ys = torch.arange(h, device=device, dtype=torch.float32)
     xs = torch.arange(w, device=device, dtype=torch.float32)
-    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)  # (HW, 2)
     for i in range(b):
         mine = hints.centers[:, 0] == i
         if not bool(mine.any()):
             continue
         centers = hints.centers[mine, 1:].float()
         colors = hints.colors[mine].float()
-        dist2 = torch.cdist(grid, centers).pow(2).clamp_min(1e-6)  # (HW, N)
-        weights = dist2.pow(-power / 2)
+        # squared distances as (y part) + (x part): H*N + W*N subtractions instead of H*W*N,
+        # and for the usual power 2 a reciprocal rather than a square root and a power
+        dist2 = (ys[:, None] - centers[:, 0]).square()[:, None, :]
+        dist2 = (dist2 + (xs[:, None] - centers[:, 1]).square()[None]).clamp_min(1e-6)
+        weights = dist2.reciprocal_() if power == 2.0 else dist2.pow_(-power / 2)
+        weights = weights.reshape(h * w, -1)  # (HW, N)
         ab = (weights @ colors) / weights.sum(dim=1, keepdim=True)
         out[i] = ab.T.reshape(2, h, w)
     mask = hints.mask.bool().expand_as(out)

@@ -35,7 +35,6 @@ from rich.progress import (
 )
 from rich.table import Table
 from torch import Tensor
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from hintcolor import levin
 from hintcolor.baselines import gray_baseline, idw_baseline, levin_baseline
@@ -44,6 +43,7 @@ from hintcolor.checkpoints import checkpoint_to_use, load_backbone
 from hintcolor.config import ConfigError, ParameterError
 from hintcolor.data.color import normalized_lab_to_rgb, rgb_uint8_to_normalized_lab
 from hintcolor.data.hints import FixedHints, model_input
+from hintcolor.metrics import ImageScorer
 from hintcolor.models.hint_prior import push_pull
 from hintcolor.tracking import tracked_runs
 from hintcolor.utils.hardware import fast_precision
@@ -62,15 +62,6 @@ def _references(cfg: DictConfig) -> tuple[str, ...]:
     if unknown:
         raise ConfigError(f"references must be a subset of {list(REFERENCES)}, got {unknown}")
     return refs
-
-
-def psnr_per_image(pred: Tensor, target: Tensor) -> Tensor:
-    mse = (pred - target).pow(2).flatten(1).mean(dim=1).clamp_min(1e-10)
-    return 10.0 * torch.log10(1.0 / mse)
-
-
-def ssim_per_image(pred: Tensor, target: Tensor) -> Tensor:
-    return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
 
 
 def _duration(seconds: float) -> str:
@@ -279,7 +270,7 @@ def _score_batch(
         rgb_u8, indices = rgb_u8[: cfg.limit - seen], indices[: cfg.limit - seen]
     rgb_u8 = rgb_u8.to(device)
     l_norm, ab = rgb_uint8_to_normalized_lab(rgb_u8)
-    target = rgb_u8.float() / 255.0
+    scorer = ImageScorer(rgb_u8.float() / 255.0)  # the truth's SSIM statistics: once
     # Levin's affinities depend on the image only: computed once for all k
     weights = None
     if "levin" in references:
@@ -307,8 +298,8 @@ def _score_batch(
             preds["gray"] = gray_baseline(l_norm)
         for method, pred_ab in preds.items():
             rgb = normalized_lab_to_rgb(l_norm, pred_ab).clamp(0, 1)
-            scores[(method, k)]["psnr"].append(psnr_per_image(rgb, target).cpu())
-            scores[(method, k)]["ssim"].append(ssim_per_image(rgb, target).cpu())
+            scores[(method, k)]["psnr"].append(scorer.psnr(rgb).cpu())
+            scores[(method, k)]["ssim"].append(scorer.ssim(rgb).cpu())
     return int(rgb_u8.shape[0])
 
 
