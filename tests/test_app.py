@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from base64 import b64decode
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,10 +32,12 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from hintcolor import inference
-from hintcolor.app.server import Lane, Limits, create_app
-from hintcolor.data.color import normalized_lab_to_rgb
-from hintcolor.inference import Colorizer, to_uint8
+from hintcolor import inference, lab_tables
+from hintcolor.app import photos
+from hintcolor.app.lanes import Lane
+from hintcolor.app.server import Limits, create_app
+from hintcolor.data.images import load_rgb
+from hintcolor.inference import Colorizer, working_shape
 from hintcolor.user_hints import load_hints, parse_hints
 
 ARTIFACTS = ROOT / "logs" / "test-artifacts"
@@ -58,7 +61,7 @@ JSON = "application/json"
 
 @pytest.fixture(scope="module")
 def colorizer(trained_checkpoint) -> Colorizer:
-    return Colorizer.from_checkpoint(trained_checkpoint, working_size=128)
+    return Colorizer.from_checkpoint(trained_checkpoint, working_size=128, interactive_size=96)
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +69,37 @@ def client(colorizer) -> TestClient:
     return TestClient(create_app(colorizer, KODAK / "val", Limits()))
 
 
+def preview_pixels(response) -> np.ndarray:
+    """A preview answer (raw RGBA, X-Width x X-Height) as an (h, w, 3) array."""
+    assert response.status_code == 200, response.content[:200]
+    w, h = int(response.headers["X-Width"]), int(response.headers["X-Height"])
+    return np.frombuffer(response.content, np.uint8).reshape(h, w, 4)[..., :3]
+
+
 def test_api_upload_colorize_download(client) -> None:
     assert len(client.get("/api/samples").json()) == 4
     assert "<canvas" in client.get("/").text and client.get("/static/app.js").status_code == 200
-    photo = client.post("/api/photos", files={"file": ("a.jpg", SAMPLE.read_bytes())}).json()
+    photo = client.post("/api/photos", files={"file": ("dir/a b.jpg", SAMPLE.read_bytes())}).json()
     assert (photo["width"], photo["height"]) == Image.open(SAMPLE).size
-    assert photo["result"].startswith("data:image/png;base64,")
+    assert photo["result"].startswith("data:image/png;base64,") and photo["name"] == "a b"
+    first = np.asarray(Image.open(io.BytesIO(b64decode(photo["result"].split(",")[1]))))
     hints = [{"x": 100, "y": 100, "color": "#e02020", "size": 12}]
-    body = client.post("/api/colorize", json={"id": photo["id"], "hints": hints}).json()
-    assert body["hints"] == 1 and body["ms"] > 0 and body["result"] != photo["result"]
-    full = client.post("/api/download", json={"id": photo["id"], "hints": hints})
-    assert Image.open(io.BytesIO(full.content)).size == Image.open(SAMPLE).size
+    response = client.post("/api/colorize", json={"id": photo["id"], "hints": hints})
+    full = preview_pixels(response)
+    assert response.headers["X-Hints"] == "1" and float(response.headers["X-Server-Ms"]) > 0
+    assert full.shape == first.shape and not np.array_equal(full, first)
+    assert response.headers["X-Fast"] == "0"
+    fast = client.post("/api/colorize", json={"id": photo["id"], "hints": hints, "fast": True})
+    assert fast.headers["X-Fast"] == "1" and preview_pixels(fast).shape == full.shape
+    download = client.post("/api/download", json={"id": photo["id"], "hints": hints})
+    assert Image.open(io.BytesIO(download.content)).size == Image.open(SAMPLE).size
+    assert download.headers["content-type"] == "image/png"
+    assert 'filename="a b_color.png"' in download.headers["content-disposition"]
+    jpeg = client.post("/api/download", json={"id": photo["id"], "hints": hints, "format": "jpeg"})
+    assert Image.open(io.BytesIO(jpeg.content)).format == "JPEG"
+    assert 'filename="a b_color.jpg"' in jpeg.headers["content-disposition"]
+    refused = client.post("/api/download", json={"id": photo["id"], "format": "gif"})
+    assert refused.status_code == 400 and "png, jpeg" in refused.json()["error"]
 
 
 def test_bad_uploads_get_clear_messages_and_the_server_keeps_answering(client, tmp_path):
@@ -143,20 +166,24 @@ def malformed_requests(photo_id: str) -> list[tuple[bytes, str | None, int, str]
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("path", ["/api/colorize", "/api/download"])
+@pytest.mark.parametrize("path", ["/api/colorize", "/api/download", "/api/hints", "/api/suggest"])
 def test_malformed_hint_requests_are_4xx_naming_the_problem(client, path) -> None:
     photo = client.post("/api/samples/" + SAMPLE.name).json()
+    point = {"x": 10, "y": 10} if path == "/api/suggest" else {}
     for body, content_type, status, words in malformed_requests(photo["id"]):
+        if point and body.startswith(b"{") and b'"hints"' in body:  # a valid point besides
+            body = body[:-1] + b', "x": 10, "y": 10}'
         headers = {"Content-Type": content_type} if content_type else {}
         response = client.post(path, content=body, headers=headers)
         got = (response.status_code, response.json().get("error", ""))
         assert got[0] == status and words in got[1], (body[:80], got)
-    assert client.post(path, json={"id": photo["id"], "hints": []}).status_code == 200
+    assert client.post(path, json={"id": photo["id"], "hints": [], **point}).status_code == 200
 
 
 def test_kept_photos_are_bounded_in_bytes_least_recently_used_dropped(colorizer) -> None:
-    one = colorizer.prepare(np.asarray(Image.open(SAMPLE).convert("RGB"))).nbytes
-    assert one >= 512 * 341 * 3  # the photo's RGB is counted
+    data = SAMPLE.read_bytes()
+    one = photos.open_photo(data, colorizer, 10**9, 10**9).nbytes
+    assert len(data) <= one < 2 * len(data)  # the file's bytes, not its decoded pixels
     limits = Limits(max_photo_memory_mb=2.5 * one / 1e6)  # room for two
     client = TestClient(create_app(colorizer, KODAK / "val", limits))
     first, second = (client.post("/api/samples/" + SAMPLE.name).json()["id"] for _ in range(2))
@@ -176,16 +203,78 @@ def test_download_in_strips_gives_the_same_bits_as_one_full_size_pass(colorizer,
     photo = colorizer.prepare(rgb)
     hints = parse_hints([{"x": 300, "y": 200, "color": "#2040e0", "size": 60}])
     ab = F.interpolate(colorizer.predict_ab(photo, hints), size=photo.photo_size, mode="bilinear")
-    whole = to_uint8(normalized_lab_to_rgb(photo.l_full, ab))
+    whole = lab_tables.to_srgb8(lab_tables.lightness(rgb), ab)
     monkeypatch.setattr(inference, "STRIP_PIXELS", 20_000)  # 16 rows, a short last strip
     assert np.array_equal(colorizer.colorize(photo, hints), whole)
+
+
+def test_a_photo_opens_from_a_reduced_decode_and_decodes_in_full_only_for_a_download(
+    colorizer, monkeypatch, tmp_path
+) -> None:
+    """A big JPEG's preview comes from its DCT-scaled decode; EXIF rotation is applied to
+    both decodes as load_rgb applies it; the full resolution is decoded when downloaded."""
+    rotated = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turn 90 degrees clockwise to show
+    Image.open(SAMPLE).resize((2048, 1365)).save(rotated, "JPEG", exif=exif, quality=90)
+    data = rotated.getvalue()
+    calls = []
+    real = photos.load_rgb
+
+    def counted(file, max_side=None):
+        calls.append(max_side)
+        return real(file, max_side=max_side)
+
+    monkeypatch.setattr(photos, "load_rgb", counted)
+    photo = photos.open_photo(data, colorizer, 10**8, 10**8)
+    assert calls == [colorizer.working_size]  # reduced only
+    assert photo.photo_size == (2048, 1365)  # as shown: portrait
+    assert photo.lightness[colorizer.working_size].shape[-2:] == (128, 85)
+    full = load_rgb(io.BytesIO(data))
+    assert full.shape[:2] == (2048, 1365)
+    # the preview's lightness is the full photo's at the working size, whichever decode
+    reference = colorizer.prepare(full).lightness[colorizer.working_size]
+    assert (photo.lightness[colorizer.working_size] - reference).abs().mean() < 0.01
+    assert np.array_equal(photo.full.load(), full) and calls[-1] is None
+    client = TestClient(create_app(colorizer, None, Limits()))
+    opened = client.post("/api/photos", files={"file": ("r.jpg", data)}).json()
+    assert (opened["width"], opened["height"]) == (1365, 2048)
+    download = client.post("/api/download", json={"id": opened["id"], "format": "jpeg"})
+    assert Image.open(io.BytesIO(download.content)).size == (1365, 2048)
+    truncated = client.post("/api/photos", files={"file": ("t.jpg", data[: len(data) // 2])})
+    assert truncated.status_code == 400 and "unreadable" in truncated.json()["error"]
+
+
+def test_suggestions_without_a_colour_head_and_hints_files_checked_by_the_server(client):
+    photo = client.post("/api/samples/" + SAMPLE.name).json()
+    point = {"id": photo["id"], "hints": [], "x": 250, "y": 170}
+    body = client.post("/api/suggest", json=point).json()
+    assert body["source"] == "prediction" and 0 < body["lightness"] < 100
+    assert 6 <= len(body["suggestions"]) <= 8
+    assert all(s["probability"] is None for s in body["suggestions"])
+    start = body["suggestions"][body["start"]]
+    assert np.hypot(*start["ab"]) >= 20  # a new hint starts clearly coloured
+    assert len(client.post("/api/suggest", json={**point, "count": 3}).json()["suggestions"]) <= 3
+    for bad, words in (
+        ({"x": 600}, "lies outside the 512x341 photo"),
+        ({"y": "1"}, "'y' must be a finite number"),
+        ({"count": 0}, "count must be a whole number in 1..16"),
+        ({"count": 2.5}, "count must be a whole number"),
+    ):
+        response = client.post("/api/suggest", json={**point, **bad})
+        assert response.status_code == 400 and words in response.json()["error"], bad
+    loaded = client.post("/api/hints", json={"id": photo["id"], "hints": [
+        {"x": 10, "y": 20.5, "color": "#FF0000", "size": 3}, {"x": 5, "y": 6, "color": [30, -40]},
+    ]}).json()["hints"]  # fmt: skip
+    assert loaded[0]["hex"] == "#ff0000" and loaded[0]["a"] > 60 and loaded[0]["size"] == 3
+    assert loaded[1] == {"x": 5, "y": 6, "a": 30, "b": -40, "size": 6, "hex": None}
 
 
 def test_a_full_lane_answers_busy_at_once_and_takes_jobs_again_when_free() -> None:
     release = threading.Event()
 
     async def scenario() -> list:
-        lane = Lane("test", workers=1, queue=1, torch_threads=1, nice=3)
+        lane = Lane("test", workers=1, queue=1, threads=lambda: 1, nice=3)
         running = asyncio.ensure_future(lane.run(lambda: release.wait(30) and "ran"))
         queued = asyncio.ensure_future(lane.run(lambda: "queued"))
         await asyncio.sleep(0)  # both have taken their slots
@@ -259,7 +348,8 @@ def test_page_and_clicks_answer_while_a_download_runs_and_a_full_queue_is_503(co
         finally:
             release.set()
         assert page[0] == samples[0] == click[0] == 200 and b"<canvas" in page[1]
-        assert json.loads(click[1])["hints"] == 1
+        h, w = working_shape(*Image.open(SAMPLE).size[::-1], colorizer.working_size)
+        assert len(click[1]) == h * w * 4  # the preview's RGBA
         assert busy[0] == 503 and json.loads(busy[1]) == {"error": "busy, try again"}
         status, png = download.result(timeout=60)
         assert status == 200 and Image.open(io.BytesIO(png)).size == Image.open(SAMPLE).size
@@ -345,17 +435,16 @@ def served_app(tmp_path, trained_checkpoint):
     proc.wait(timeout=10)
 
 
-READ_PIXEL = """([x, y]) => {
-  const img = document.getElementById('result');
-  const c = document.createElement('canvas');
-  c.width = img.naturalWidth; c.height = img.naturalHeight;
-  const ctx = c.getContext('2d');
-  ctx.drawImage(img, 0, 0);
-  return Array.from(ctx.getImageData(x, y, 1, 1).data);
+READ_PIXEL = """([x, y]) => Array.from(
+  document.getElementById('result').getContext('2d').getImageData(x, y, 1, 1).data)"""
+SET_HEX = """(el, value) => {
+  el.value = value; el.dispatchEvent(new Event('change', {bubbles: true}));
 }"""
-SET_COLOR = """(el, value) => {
-  el.value = value; el.dispatchEvent(new Event('input', {bubbles: true}));
-}"""
+# the preview shown is the full working-size result of the hints as they are, nothing in flight
+SETTLED = (
+    "document.getElementById('result').dataset.current === 'true' && "
+    "document.getElementById('result').dataset.updating !== 'true'"
+)
 
 
 @pytest.mark.slow
@@ -383,7 +472,7 @@ def test_browser_upload_three_hints_downloads_and_bad_files(served_app, tmp_path
         page.set_input_files("#upload", str(photo))
         wait_newer(0)
         assert "automatic colorization" in page.text_content("#status")
-        first = page.get_attribute("#result", "src")
+        first = page.evaluate("document.getElementById('result').toDataURL()")
 
         box = page.locator("#input").bounding_box()
         size = page.evaluate("[document.getElementById('input').width, "
@@ -394,11 +483,13 @@ def test_browser_upload_three_hints_downloads_and_bad_files(served_app, tmp_path
             v = version()
             page.click("#input", position={"x": fx * box["width"], "y": fy * box["height"]})
             wait_newer(v)
+            page.wait_for_function(SETTLED)
             v = version()
-            page.eval_on_selector("#color", SET_COLOR, colour)
+            page.eval_on_selector("#hex", SET_HEX, colour)
             wait_newer(v)
             pixels.append((int(fx * size[0]), int(fy * size[1])))
-        assert page.get_attribute("#result", "src") != first
+        page.wait_for_function(SETTLED)
+        assert page.evaluate("document.getElementById('result').toDataURL()") != first
         assert "3 hints" in page.text_content("#hint-count")
         for (px, py), (_, colour) in zip(pixels, chosen, strict=True):
             got = page.evaluate(READ_PIXEL, [px, py])
@@ -409,11 +500,13 @@ def test_browser_upload_three_hints_downloads_and_bad_files(served_app, tmp_path
 
         with page.expect_download() as info:
             page.click("#download-hints")
+        assert info.value.suggested_filename == "photo.json"
         width, height = Image.open(photo).size
         hints = load_hints(info.value.path(), width, height)
         assert [h.hex for h in hints] == [c for _, c in chosen]
         with page.expect_download() as info:
             page.click("#download")
+        assert info.value.suggested_filename == "photo_color.png"
         assert Image.open(info.value.path()).size == (width, height)
 
         for name, path in bad_files(tmp_path).items():

@@ -5,16 +5,24 @@ its ab prediction is upsampled to the photo's size and joined with the photo's o
 full-resolution lightness, so no detail is lost to the working size (colour is smooth; the
 eye reads detail from L).
 
-A prepared photo keeps its full-resolution RGB (3 bytes a pixel) rather than its float32
-lightness (4 bytes a pixel), and :meth:`Colorizer.colorize` converts it a strip of rows at a
-time: the result is the same function of the same pixels, a kept photo takes a quarter less
-memory, opening one skips the full-resolution Lab conversion, and a download's working memory
-is a strip's rather than several full-resolution float copies of the photo.
+A prepared photo keeps its lightness at the working size (and at the smaller interactive size
+of the page's fast previews) and a source of its full resolution (:class:`FullPhoto`): the RGB
+itself, or what decodes it again when a download needs it (the page keeps an upload's bytes
+and opens it from a reduced decode). :meth:`Colorizer.colorize` converts the full resolution a
+strip of rows at a time with lookup tables (:mod:`hintcolor.lab_tables`): the result is the
+same function of the same pixels whatever the strips, and a download's working memory is a
+strip's rather than several full-resolution float copies of the photo.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +32,33 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from hintcolor import lab_tables
 from hintcolor.checkpoints import load_backbone
-from hintcolor.data.color import normalized_lab_to_rgb, rgb_uint8_to_normalized_lab
+from hintcolor.data.color import (
+    AB_SCALE,
+    L_CENTER,
+    L_SCALE,
+    normalized_lab_to_rgb,
+    rgb_uint8_to_normalized_lab,
+)
+from hintcolor.palette import prediction_palette
 from hintcolor.user_hints import UserHint, render_user_hints
+
+# INTERIM until hintcolor.suggestions lands (the colour head): no model has a distribution yet
+try:
+    from hintcolor.suggestions import Suggestion, has_color_distribution, suggest_colors
+except ImportError:
+
+    @dataclass(frozen=True)
+    class Suggestion:  # type: ignore[no-redef]
+        color: str
+        ab: tuple[float, float]
+        probability: float
+
+    def has_color_distribution(network: nn.Module) -> bool:  # type: ignore[misc]
+        return False
+
+    suggest_colors = None  # type: ignore[assignment]
 from hintcolor.utils.hardware import fast_precision
 
 # pixels converted to and from Lab at a time by a full-resolution colorize: ~50 MB of floats
@@ -49,33 +81,84 @@ def to_uint8(rgb: Tensor) -> np.ndarray:
     return (rgb[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
+@dataclass(frozen=True)
+class FullPhoto:
+    """Where a prepared photo's full resolution comes from: kept decoded (a photo given as an
+    array), or decoded again when a download needs it (the page keeps an upload's bytes: a
+    tenth of its pixels' memory, and opening it needs only a reduced decode)."""
+
+    size: tuple[int, int]  # (H, W), EXIF rotation applied
+    nbytes: int  # the memory this source holds until then
+    load: Callable[[], np.ndarray]  # the (H, W, 3) uint8 photo
+
+
 @dataclass
 class PreparedPhoto:
-    """One photo as every hint click reuses it: its lightness at the working size and its
-    full-resolution RGB (read-only), from which a download takes the full-resolution L."""
+    """One photo as every hint click reuses it: its lightness at the working size (and at the
+    smaller network sizes asked for), and its full-resolution source for a download."""
 
-    rgb: np.ndarray  # (H, W, 3) uint8
-    l_small: Tensor  # (1, 1, h, w) normalised L
+    full: FullPhoto
+    lightness: dict[int, Tensor]  # longer side -> normalised L (1, 1, h, w)
+    # the last network output, ((network size, hints), ab): a suggestion, the idle preview and
+    # a download that follow a preview with the same hints reuse it instead of running again
+    last_prediction: tuple[tuple[int, tuple[UserHint, ...]], Tensor] | None = None
 
     @property
     def photo_size(self) -> tuple[int, int]:
         """(H, W)"""
-        return self.rgb.shape[0], self.rgb.shape[1]
-
-    @property
-    def l_full(self) -> Tensor:
-        """(1, 1, H, W) normalised L, computed on each call (the photo keeps only its RGB)."""
-        return rgb_uint8_to_normalized_lab(to_tensor(self.rgb))[0]
+        return self.full.size
 
     @property
     def nbytes(self) -> int:
         """The memory this photo holds (what the page's photo budget counts)."""
-        return self.rgb.nbytes + self.l_small.element_size() * self.l_small.nelement()
+        tensors = sum(t.element_size() * t.nelement() for t in self.lightness.values())
+        return self.full.nbytes + tensors
 
-    def gray(self) -> np.ndarray:
-        """(h, w, 3) uint8 grayscale at the working size."""
-        zeros = torch.zeros_like(self.l_small).expand(-1, 2, -1, -1)
-        return to_uint8(normalized_lab_to_rgb(self.l_small, zeros))
+    def gray(self, size: int) -> np.ndarray:
+        """(h, w, 3) uint8 grayscale at the longer side ``size``."""
+        l_small = self.lightness[size]
+        zeros = torch.zeros_like(l_small).expand(-1, 2, -1, -1)
+        return to_uint8(normalized_lab_to_rgb(l_small, zeros))
+
+
+class TracedNetworks:
+    """The network traced with TorchScript, one graph per input shape, the least recently
+    traced dropped past ``max_shapes``.
+
+    A preview at 128-256 px is ~2,000 small operations, and Python's dispatch of each is a
+    good part of its time: traced, the shipped model's preview took 24 ms instead of 30 at
+    128 px and 77 instead of 87 at 256 (one core; the same values to 1e-7). A trace holds
+    one input shape (the padding to the backbone's stride is decided in Python), and tracing
+    takes ~1 s, so the page traces each photo's two shapes in the background and runs the
+    network as it is until they are ready. The traced graphs share the network's weights.
+    """
+
+    def __init__(self, network: nn.Module, max_shapes: int = 8) -> None:
+        self.network, self.max_shapes = network, max_shapes
+        self.graphs: OrderedDict[tuple[int, ...], nn.Module] = OrderedDict()
+        self.lock = threading.Lock()  # one trace at a time; lookups need none
+
+    def network_for(self, x: Tensor) -> nn.Module:
+        """The traced network for ``x``'s shape if there is one, else the network itself."""
+        return self.graphs.get(tuple(x.shape), self.network)
+
+    @torch.inference_mode()
+    def trace(self, x: Tensor) -> None:
+        key = tuple(x.shape)
+        with self.lock:
+            if key in self.graphs:
+                return
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TracerWarnings: Python values kept as constants
+                try:
+                    graph = torch.jit.trace(self.network, x, check_trace=False)
+                    for _ in range(2):  # TorchScript optimises the graph on its second run
+                        graph(x)
+                except Exception:  # a network TorchScript cannot trace runs as it is
+                    graph = self.network
+            self.graphs[key] = graph
+            while len(self.graphs) > self.max_shapes:
+                self.graphs.popitem(last=False)
 
 
 class Colorizer:
@@ -84,9 +167,10 @@ class Colorizer:
     ``precision``: ``auto`` (bf16 where the hardware has it, as in training) or ``32-true``.
     ``keep_hint_colors``: the hinted squares get exactly the colour the person chose (the
     network's output elsewhere): a click means "this spot is this colour", which a network
-    only approximates.
-    Call :meth:`prepare` once per photo, then :meth:`predict_ab` / :meth:`colorize` for each
-    set of hints (the photo's Lab is computed once).
+    only approximates. ``interactive_size``: the longer side the network runs at for a fast
+    preview (the page's, while hints move; default the working size).
+    Call :meth:`prepare` once per photo, then :meth:`predict_ab` / :meth:`preview` /
+    :meth:`colorize` / :meth:`suggest` for each set of hints (the photo's Lab is computed once).
     """
 
     def __init__(
@@ -95,59 +179,187 @@ class Colorizer:
         working_size: int = 256,
         precision: str = "auto",
         keep_hint_colors: bool = True,
+        interactive_size: int | None = None,
     ):
-        if working_size < 1:
-            raise ValueError(f"working_size must be positive, got {working_size}")
+        if working_size < 1 or (interactive_size is not None and interactive_size < 1):
+            raise ValueError(
+                f"working_size and interactive_size must be positive, got {working_size} and "
+                f"{interactive_size}"
+            )
         self.backbone = backbone.eval()
         self.working_size = working_size
+        # the network's size for the page's previews while hints move (fast=True)
+        self.interactive_size = interactive_size or working_size
         if precision == "auto":
             precision = fast_precision("cpu")
         self.bf16 = precision.startswith("bf16")
         self.keep_hint_colors = keep_hint_colors
         self.backbone.to(memory_format=torch.channels_last)
+        self.traced = TracedNetworks(self.backbone)
 
     @classmethod
     def from_checkpoint(cls, ckpt_path: str | Path, **kwargs) -> Colorizer:
         backbone, _ = load_backbone(ckpt_path)
         return cls(backbone, **kwargs)
 
-    def prepare(self, rgb: np.ndarray) -> PreparedPhoto:
-        """The photo's lightness at the working size, and the photo itself."""
+    def prepare(self, rgb: np.ndarray, full: FullPhoto | None = None) -> PreparedPhoto:
+        """The photo's lightness at the working size (and the interactive size).
+
+        ``rgb`` is the photo itself, or with ``full`` a reduced copy of it (at least the
+        working size, the same aspect ratio): the working size is all a preview needs.
+        """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
-        h, w = working_shape(rgb.shape[0], rgb.shape[1], self.working_size)
-        small = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
-        l_small, _ = rgb_uint8_to_normalized_lab(to_tensor(small))
-        kept = rgb.copy()  # the caller may reuse its array
-        kept.flags.writeable = False
-        return PreparedPhoto(kept, l_small)
+        if full is None:
+            kept = rgb.copy()  # the caller may reuse its array
+            kept.flags.writeable = False
+            full = FullPhoto((kept.shape[0], kept.shape[1]), kept.nbytes, lambda: kept)
+        image = Image.fromarray(rgb)
+        lightness = {}
+        for size in {self.working_size, self.interactive_size}:
+            # the shape from the full size, so hints land on the same pixels whatever was decoded
+            h, w = working_shape(*full.size, size)
+            small = np.asarray(image.resize((w, h), Image.Resampling.BILINEAR))
+            lightness[size] = rgb_uint8_to_normalized_lab(to_tensor(small))[0]
+        return PreparedPhoto(full, lightness)
+
+    def model_input(
+        self, photo: PreparedPhoto, hints: list[UserHint], size: int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The network's input at the longer side ``size`` (default: the working size): (1, 4,
+        h, w) normalised L, hint a, hint b, mask (channels_last), and the hint maps (ab, mask)."""
+        l_small = photo.lightness[size or self.working_size]
+        hint_ab, mask = render_user_hints(hints, photo.photo_size, tuple(l_small.shape[-2:]))
+        x = torch.cat([l_small, hint_ab, mask], dim=1)
+        return x.contiguous(memory_format=torch.channels_last), hint_ab, mask
+
+    def trace_for(self, photo: PreparedPhoto) -> None:
+        """Trace the network for this photo's previews (both sizes; seconds of work, for a
+        background thread): the page's clicks then run it traced (:class:`TracedNetworks`)."""
+        if self.bf16:  # autocast does not reach into a traced graph: float32 only
+            return
+        for size in {self.working_size, self.interactive_size}:
+            self.traced.trace(self.model_input(photo, [], size)[0])
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The precision the network runs in (bf16 autocast where the hardware has it)."""
+        if self.bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     @torch.inference_mode()
-    def predict_ab(self, photo: PreparedPhoto, hints: list[UserHint]) -> Tensor:
-        """Normalised ab (1, 2, h, w) at the working size."""
-        hint_ab, mask = render_user_hints(hints, photo.photo_size, tuple(photo.l_small.shape[-2:]))
-        x = torch.cat([photo.l_small, hint_ab, mask], dim=1)
-        x = x.contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else None
-        with autocast or contextlib.nullcontext():
-            ab = self.backbone(x).float()
-        return torch.where(mask.bool(), hint_ab, ab) if self.keep_hint_colors else ab
+    def predict_ab(self, photo: PreparedPhoto, hints: list[UserHint], fast: bool = False) -> Tensor:
+        """Normalised ab (1, 2, h, w) at the working size.
 
-    def preview(self, photo: PreparedPhoto, hints: list[UserHint]) -> np.ndarray:
-        """(h, w, 3) uint8 colorization at the working size."""
-        return to_uint8(normalized_lab_to_rgb(photo.l_small, self.predict_ab(photo, hints)))
+        ``fast``: the network runs at the interactive size, its colours upsampled to the
+        working size (colour is smooth; a preview keeps the working size's lightness).
+        """
+        size = self.interactive_size if fast else self.working_size
+        key = (size, tuple(hints))
+        last = photo.last_prediction  # read once: another thread may replace it
+        if last is not None and last[0] == key:
+            ab = last[1]
+        else:
+            x, _, _ = self.model_input(photo, hints, size)
+            with self.autocast():
+                ab = self.traced.network_for(x)(x).float()
+            photo.last_prediction = (key, ab)
+        l_small = photo.lightness[self.working_size]
+        if ab.shape[-2:] != l_small.shape[-2:]:
+            ab = F.interpolate(ab, size=l_small.shape[-2:], mode="bilinear", align_corners=False)
+        if not self.keep_hint_colors:
+            return ab
+        hint_ab, mask = render_user_hints(hints, photo.photo_size, tuple(l_small.shape[-2:]))
+        return torch.where(mask.bool(), hint_ab, ab)
 
-    def colorize(self, photo: PreparedPhoto, hints: list[UserHint]) -> np.ndarray:
-        """(H, W, 3) uint8 colorization at the photo's full resolution."""
+    def preview(
+        self, photo: PreparedPhoto, hints: list[UserHint], fast: bool = False
+    ) -> np.ndarray:
+        """(h, w, 3) uint8 colorization at the working size (``fast``: see :meth:`predict_ab`)."""
+        ab = self.predict_ab(photo, hints, fast)
+        return to_uint8(normalized_lab_to_rgb(photo.lightness[self.working_size], ab))
+
+    def colorize(
+        self,
+        photo: PreparedPhoto,
+        hints: list[UserHint],
+        timings: dict[str, float] | None = None,
+    ) -> np.ndarray:
+        """(H, W, 3) uint8 colorization at the photo's full resolution.
+
+        ``timings``, when given, gets the seconds spent in each stage (``make bench-app``
+        reports where a download's time goes).
+        """
+        clock = _Stages(timings)
         ab = self.predict_ab(photo, hints)
-        (height, width), rgb = photo.photo_size, photo.rgb
+        clock.lap("network")
+        rgb = photo.full.load()
+        clock.lap("decode")
+        height, width = photo.photo_size
         ab_full = F.interpolate(ab, size=(height, width), mode="bilinear", align_corners=False)
+        clock.lap("upsample")
         out = np.empty((height, width, 3), dtype=np.uint8)
         # Lab <-> RGB is per pixel, so strips give the same bits as one full-size pass
         # (tests/test_app.py checks); rows a multiple of 16 keep strips on vector boundaries
         rows = max(16, STRIP_PIXELS // width // 16 * 16)
         for top in range(0, height, rows):
-            l_strip, _ = rgb_uint8_to_normalized_lab(to_tensor(rgb[top : top + rows]))
-            ab_strip = ab_full[:, :, top : top + rows]
-            out[top : top + rows] = to_uint8(normalized_lab_to_rgb(l_strip, ab_strip))
+            l_strip = lab_tables.lightness(rgb[top : top + rows])
+            clock.lap("lightness")
+            out[top : top + rows] = lab_tables.to_srgb8(l_strip, ab_full[:, :, top : top + rows])
+            clock.lap("lab_to_rgb")
         return out
+
+    @torch.inference_mode()
+    def suggest(
+        self, photo: PreparedPhoto, hints: list[UserHint], x: float, y: float, count: int = 8
+    ) -> Suggestions:
+        """Colours for a hint at (``x``, ``y``) in photo pixels, given the other hints.
+
+        From the network's colour distribution where it has one (``source`` "distribution",
+        read at the interactive size: a click waits for it, and the distribution is smooth);
+        otherwise its predicted colour there and more saturated versions of that hue at the
+        pixel's lightness (``source`` "prediction"), so a new hint never starts near gray.
+        """
+        px, py = self._pixel(photo, x, y, self.working_size)
+        l_small = photo.lightness[self.working_size]
+        lightness = float(l_small[0, 0, py, px]) * L_SCALE + L_CENTER
+        if has_color_distribution(self.backbone):
+            model_input, _, _ = self.model_input(photo, hints, self.interactive_size)
+            qx, qy = self._pixel(photo, x, y, self.interactive_size)
+            found, start = suggest_colors(self.backbone, model_input, qx, qy, count, self.bf16)
+            return Suggestions("distribution", lightness, found, start)
+        # the settled preview's prediction, usually: it is reused, not run again
+        ab = self.predict_ab(photo, hints)[0, :, py, px] * AB_SCALE
+        palette, start = prediction_palette(lightness, float(ab[0]), float(ab[1]), count)
+        # no probabilities without a distribution: NaN (the page shows none)
+        found = [Suggestion(color, ab, math.nan) for color, ab in palette]
+        return Suggestions("prediction", lightness, found, start)
+
+    @staticmethod
+    def _pixel(photo: PreparedPhoto, x: float, y: float, size: int) -> tuple[int, int]:
+        """The pixel of the network's input at ``size`` that photo point (x, y) falls in."""
+        (ph, pw), (h, w) = photo.photo_size, photo.lightness[size].shape[-2:]
+        return min(int(x * w / pw), w - 1), min(int(y * h / ph), h - 1)
+
+
+class _Stages:
+    """Adds the seconds since the last lap to ``timings[stage]`` (nothing without timings)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings, self.last = timings, time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """What :meth:`Colorizer.suggest` found for one point."""
+
+    source: str  # "distribution" (the network's colour head) or "prediction" (no head)
+    lightness: float  # L* of the pixel (0..100), at which the colours are shown
+    colors: list[Suggestion]  # most likely first
+    start: int  # the index a new hint starts with

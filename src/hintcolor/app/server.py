@@ -1,54 +1,50 @@
 """The interactive page's server: FastAPI around a :class:`~hintcolor.inference.Colorizer`.
 
 FastAPI + a plain canvas page rather than Gradio: the click -> preview loop is one small JSON
-request (no websocket queue or UI framework in the way of the 150 ms budget), the page is
-three static files served from here (nothing from a CDN, so it works offline), and the
-dependency footprint stays small.
+request answered with raw pixels (no websocket queue or UI framework in the way of the 60 ms
+budget), the page is three static files served from here (nothing from a CDN, so it works
+offline), and the dependency footprint stays small.
 
-The event loop only reads requests and answers them; decoding, the network and PNG encoding
-run on thread pools ("lanes"): opening a photo and the full-resolution download on one, clicks
-on their own so a click never waits behind a download. A lane holds a bounded number of
-waiting jobs; past that the server answers 503 at once rather than letting work pile up.
-Kept photos are bounded in number and in bytes (least recently used dropped first).
+This module is the routes: each request is read and checked on the event loop (cheap by
+construction), and its work runs on a thread lane (:mod:`.lanes`): opening a photo and the
+full-resolution download on one, at a lower CPU priority, the clicks' previews and
+suggestions on their own, so a click never waits behind a download. Photos are decoded and
+kept by :mod:`.photos`, images encoded by :mod:`.encode`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
+import contextlib
 import json
 import math
-import os
-import sys
-import threading
 import time
-import uuid
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import quote
 
-import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from hintcolor.data.images import IMAGE_EXTENSIONS, load_rgb
+from hintcolor.app.cores import CpuWatch
+from hintcolor.app.encode import DOWNLOAD_FORMATS, encode_download, png_data_url, rgba_bytes
+from hintcolor.app.lanes import Lane
+from hintcolor.app.photos import PhotoStore, display_name, open_photo
+from hintcolor.data.images import IMAGE_EXTENSIONS
 from hintcolor.inference import Colorizer, PreparedPhoto
 from hintcolor.user_hints import HintError, UserHint, parse_hints
 
 STATIC = Path(__file__).parent / "static"
-BUSY = "busy, try again"
-T = TypeVar("T")
+# suggested colours a click may ask for
+MAX_SUGGESTIONS = 16
 
 
 @dataclass
@@ -72,107 +68,6 @@ class Limits:
             raise ValueError("limits.workers and limits.click_workers must be >= 1, queue >= 0")
 
 
-def png_data_url(rgb: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    # compress_level 1: a 256 px PNG in ~2 ms instead of ~10 ms, a few KB larger
-    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def decode_photo(data: bytes, limits: Limits) -> np.ndarray:
-    """Bytes of an uploaded file -> (H, W, 3) uint8, or an HTTP 4xx with a clear message."""
-    if not data:
-        raise HTTPException(400, "the file is empty")
-    if len(data) > limits.max_upload_mb * 1e6:
-        raise HTTPException(413, f"the file is larger than {limits.max_upload_mb:g} MB")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            w, h = img.size  # from the header: nothing decoded yet
-            if w * h > limits.max_pixels:
-                raise HTTPException(
-                    413,
-                    f"the image has {w}x{h} pixels; the limit is {limits.max_pixels / 1e6:g} "
-                    "megapixels",
-                )
-        # the project's one decoder (EXIF rotation, RGBA/palette/16-bit/CMYK -> RGB)
-        return load_rgb(io.BytesIO(data))
-    except HTTPException:
-        raise
-    except Image.DecompressionBombError:  # PIL refuses before we can read the header's size
-        raise HTTPException(
-            413,
-            f"the image has too many pixels; the limit is {limits.max_pixels / 1e6:g} megapixels",
-        ) from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        kind = "not an image" if isinstance(exc, UnidentifiedImageError) else "unreadable"
-        raise HTTPException(400, f"the file is {kind} (PNG, JPEG, WebP, TIFF, BMP ...)") from None
-
-
-class Lane:
-    """Threads for one kind of job, with at most ``queue`` jobs waiting for them.
-
-    Each thread runs torch on its share of the cores: jobs running side by side with all
-    cores each would oversubscribe the machine, and OpenMP threads waiting on descheduled
-    peers turn a 20 ms click into hundreds of ms. (torch's thread count is per thread
-    here; the last value set is also what threads started later begin with.) ``nice``
-    lowers the threads' CPU priority (Linux, where it is per thread): background work.
-    """
-
-    def __init__(
-        self, name: str, workers: int, queue: int, torch_threads: int, nice: int = 0
-    ) -> None:
-        def start_thread() -> None:
-            torch.set_num_threads(torch_threads)
-            if nice and sys.platform == "linux":
-                os.nice(nice)
-
-        self.executor = ThreadPoolExecutor(workers, f"hintcolor-{name}", start_thread)
-        self.slots = threading.BoundedSemaphore(workers + queue)
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on this lane's threads; HTTP 503 at once when the lane is full."""
-        if not self.slots.acquire(blocking=False):
-            raise HTTPException(503, BUSY, headers={"Retry-After": "1"})
-        try:
-            future = self.executor.submit(fn, *args)
-        except BaseException:
-            self.slots.release()
-            raise
-        future.add_done_callback(lambda _: self.slots.release())
-        return await asyncio.wrap_future(future)
-
-
-class PhotoStore:
-    """Prepared photos by id, the least recently used dropped once there are more than
-    ``max_photos`` or they hold more than ``max_bytes``. Used from the event loop only."""
-
-    def __init__(self, max_photos: int, max_bytes: int) -> None:
-        self.photos: OrderedDict[str, PreparedPhoto] = OrderedDict()
-        self.max_photos, self.max_bytes, self.nbytes = max_photos, max_bytes, 0
-
-    def add(self, photo: PreparedPhoto) -> str:
-        if photo.nbytes > self.max_bytes:
-            raise HTTPException(
-                413,
-                f"the photo needs {photo.nbytes / 1e6:.0f} MB of memory on the server; the limit "
-                f"for photos is {self.max_bytes / 1e6:g} MB (limits.max_photo_memory_mb)",
-            )
-        photo_id = uuid.uuid4().hex
-        self.photos[photo_id] = photo
-        self.nbytes += photo.nbytes
-        while len(self.photos) > self.max_photos or self.nbytes > self.max_bytes:
-            _, dropped = self.photos.popitem(last=False)
-            self.nbytes -= dropped.nbytes
-        return photo_id
-
-    def get(self, photo_id: str) -> PreparedPhoto:
-        photo = self.photos.get(photo_id)
-        if photo is None:
-            raise HTTPException(404, "this photo is no longer on the server: upload it again")
-        self.photos.move_to_end(photo_id)
-        return photo
-
-
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -190,8 +85,8 @@ async def limited_body(request: Request, limit: int, message: str) -> AsyncItera
         yield chunk
 
 
-async def read_upload(request: Request, limits: Limits) -> bytes:
-    """The bytes of the form's ``file`` part (what the page's upload sends)."""
+async def read_upload(request: Request, limits: Limits) -> tuple[bytes, str | None]:
+    """The bytes and file name of the form's ``file`` part (what the page's upload sends)."""
     if media_type(request) != "multipart/form-data":
         raise HTTPException(415, "upload the photo as multipart/form-data with a 'file' part")
     message = f"the file is larger than {limits.max_upload_mb:g} MB"
@@ -206,16 +101,33 @@ async def read_upload(request: Request, limits: Limits) -> bytes:
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise HTTPException(400, "the upload has no 'file' part")
-        return await file.read()
+        return await file.read(), file.filename
     finally:
         await form.close()
 
 
+def attachment(name: str) -> str:
+    """A Content-Disposition header naming a download ``name`` (any characters)."""
+    safe = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{safe}\"; filename*=UTF-8''{quote(name)}"
+
+
+def number(data: dict[str, Any], key: str) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise HTTPException(400, f"{key!r} must be a finite number")
+    return float(value)
+
+
 def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -> FastAPI:
     photos = PhotoStore(limits.max_photos, int(limits.max_photo_memory_mb * 1e6))
-    torch_threads = max(1, torch.get_num_threads() // (limits.workers + limits.click_workers))
-    heavy = Lane("heavy", limits.workers, limits.queue, torch_threads, limits.workers_nice)
-    clicks = Lane("click", limits.click_workers, limits.queue, torch_threads)
+    names: dict[str, str] = {}  # photo id -> its name (the page names downloads after it)
+    background: set[asyncio.Future] = set()  # jobs nobody awaits, kept until done
+    # Every job runs torch on the cores no other process is using (.cores): a click alone on
+    # an idle machine gets all of them; the download's threads, niced, yield to a click's
+    watch = CpuWatch(torch.get_num_threads())
+    heavy = Lane("heavy", limits.workers, limits.queue, watch.threads, limits.workers_nice)
+    clicks = Lane("click", limits.click_workers, limits.queue, watch.threads)
     samples = (
         {p.name: p for p in sorted(samples_dir.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS}
         if samples_dir and samples_dir.is_dir()
@@ -226,7 +138,8 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         for lane in (heavy, clicks):
-            lane.executor.shutdown(wait=False, cancel_futures=True)
+            lane.shutdown()
+        watch.stop()
 
     app = FastAPI(title="hintcolor", docs_url=None, redoc_url=None, lifespan=lifespan)
 
@@ -234,14 +147,18 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
 
     def open_job(data: bytes | Path) -> tuple[PreparedPhoto, dict[str, Any]]:
         start = time.perf_counter()
-        rgb = decode_photo(data.read_bytes() if isinstance(data, Path) else data, limits)
-        photo = colorizer.prepare(rgb)
+        if isinstance(data, Path):
+            data = data.read_bytes()
+        max_bytes = int(limits.max_upload_mb * 1e6)
+        photo = open_photo(data, colorizer, max_bytes, limits.max_pixels)
         h, w = photo.photo_size
         return photo, {
             "width": w,
             "height": h,
-            "gray": png_data_url(photo.gray()),
+            "gray": png_data_url(photo.gray(colorizer.working_size)),
             "result": png_data_url(colorizer.preview(photo, [])),
+            # fast previews (the network at a smaller size) while hints move, or not
+            "interactive": colorizer.interactive_size != colorizer.working_size,
             "ms": (time.perf_counter() - start) * 1000,
         }
 
@@ -254,25 +171,67 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
         except HintError as exc:
             raise HTTPException(400, str(exc)) from None
 
-    def click_job(photo: PreparedPhoto, raw: Any) -> dict[str, Any]:
+    def preview_job(photo: PreparedPhoto, raw: Any, fast: bool) -> Response:
         start = time.perf_counter()
         hints = hints_of(photo, raw)
-        result = png_data_url(colorizer.preview(photo, hints))
-        return {"result": result, "hints": len(hints), "ms": (time.perf_counter() - start) * 1000}
+        rgb = colorizer.preview(photo, hints, fast)
+        headers = {
+            "X-Width": str(rgb.shape[1]),
+            "X-Height": str(rgb.shape[0]),
+            "X-Hints": str(len(hints)),
+            "X-Fast": "1" if fast and colorizer.interactive_size != colorizer.working_size else "0",
+            "X-Server-Ms": f"{(time.perf_counter() - start) * 1000:.1f}",
+        }
+        return Response(rgba_bytes(rgb), media_type="application/octet-stream", headers=headers)
 
-    def download_job(photo: PreparedPhoto, raw: Any) -> bytes:
-        buffer = io.BytesIO()
-        Image.fromarray(colorizer.colorize(photo, hints_of(photo, raw))).save(buffer, "PNG")
-        return buffer.getvalue()
+    def suggest_job(photo: PreparedPhoto, raw: Any, x: float, y: float, count: int):
+        start = time.perf_counter()
+        found = colorizer.suggest(photo, hints_of(photo, raw), x, y, count)
+        return {
+            "source": found.source,
+            "lightness": found.lightness,
+            "start": found.start,
+            "suggestions": [
+                {
+                    "color": s.color,
+                    "ab": [float(s.ab[0]), float(s.ab[1])],
+                    "probability": s.probability if math.isfinite(s.probability) else None,
+                }
+                for s in found.colors
+            ],
+            "ms": (time.perf_counter() - start) * 1000,
+        }
+
+    def hints_job(photo: PreparedPhoto, raw: Any) -> dict[str, Any]:
+        return {
+            "hints": [
+                {"x": h.x, "y": h.y, "a": h.a, "b": h.b, "size": h.size, "hex": h.hex}
+                for h in hints_of(photo, raw)
+            ]
+        }
+
+    def download_job(photo: PreparedPhoto, raw: Any, fmt: str) -> bytes:
+        return encode_download(colorizer.colorize(photo, hints_of(photo, raw)), fmt)
 
     # ---- requests: read and checked on the event loop, cheap by construction ------------
 
-    async def open_photo(data: bytes | Path) -> dict[str, Any]:
-        photo, body = await heavy.run(open_job, data)
-        return {"id": photos.add(photo), **body}
+    async def trace_later(photo: PreparedPhoto) -> None:
+        with contextlib.suppress(HTTPException):  # the lane is busy: clicks run untraced
+            await heavy.run(colorizer.trace_for, photo)
 
-    async def hints_request(request: Request) -> tuple[PreparedPhoto, list[Any]]:
-        """The photo a JSON request names and its hints, still unparsed (parsing is a job)."""
+    async def open_request(data: bytes | Path, name: str) -> dict[str, Any]:
+        photo, body = await heavy.run(open_job, data)
+        photo_id = photos.add(photo)
+        # the network traced for this photo's shapes, in the background (clicks need not wait)
+        background.add(asyncio.ensure_future(trace_later(photo)))
+        background.difference_update([t for t in background if t.done()])
+        names[photo_id] = name
+        for gone in names.keys() - photos.photos.keys():
+            del names[gone]
+        return {"id": photo_id, "name": name, **body}
+
+    async def json_request(request: Request) -> dict[str, Any]:
+        """The request's JSON object, naming a photo with ``"id"``."""
         if media_type(request) != "application/json":
             raise HTTPException(415, "send the request as JSON (Content-Type: application/json)")
         message = f"the request is larger than {limits.max_request_kb:g} KB (limits.max_request_kb)"
@@ -284,6 +243,10 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
             raise HTTPException(400, "the request is not valid JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             raise HTTPException(400, 'expected {"id": "<photo id>", "hints": [...]}')
+        return data
+
+    def photo_and_hints(data: dict[str, Any]) -> tuple[PreparedPhoto, list[Any]]:
+        """The photo ``data`` names and its hints, still unparsed (parsing is a job)."""
         raw = data.get("hints", [])
         if not isinstance(raw, list):
             raise HTTPException(400, "hints must be a JSON list of {x, y, color, size} objects")
@@ -308,6 +271,17 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/api/info")
+    async def info() -> dict[str, Any]:
+        """How the page's model runs (what `make bench-app` reports beside its timings)."""
+        return {
+            "working_size": colorizer.working_size,
+            "interactive_size": colorizer.interactive_size,
+            "precision": "bf16" if colorizer.bf16 else "fp32",
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cores": watch.cores,
+        }
+
     @app.get("/api/samples")
     async def list_samples() -> list[str]:
         return list(samples)
@@ -316,21 +290,51 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
     async def open_sample(name: str) -> dict[str, Any]:
         if name not in samples:
             raise HTTPException(404, f"no sample {name!r}")
-        return await open_photo(samples[name])
+        return await open_request(samples[name], display_name(name))
 
     @app.post("/api/photos")
     async def upload(request: Request) -> dict[str, Any]:
-        return await open_photo(await read_upload(request, limits))
+        data, filename = await read_upload(request, limits)
+        return await open_request(data, display_name(filename))
 
     @app.post("/api/colorize")
-    async def colorize(request: Request) -> dict[str, Any]:
-        return await clicks.run(click_job, *await hints_request(request))
+    async def colorize(request: Request) -> Response:
+        """The preview for these hints as raw RGBA (X-Width x X-Height); ``"fast": true``
+        runs the network at the interactive size (while hints move)."""
+        data = await json_request(request)
+        return await clicks.run(preview_job, *photo_and_hints(data), data.get("fast") is True)
+
+    @app.post("/api/suggest")
+    async def suggest(request: Request) -> dict[str, Any]:
+        """Colours for a new hint at (x, y), given the other hints, most likely first."""
+        data = await json_request(request)
+        photo, raw = photo_and_hints(data)
+        x, y = number(data, "x"), number(data, "y")
+        h, w = photo.photo_size
+        if not (0 <= x < w and 0 <= y < h):
+            raise HTTPException(400, f"({x}, {y}) lies outside the {w}x{h} photo")
+        count = data.get("count", 8)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 16:
+            raise HTTPException(400, f"count must be a whole number in 1..{MAX_SUGGESTIONS}")
+        return await clicks.run(suggest_job, photo, raw, x, y, count)
+
+    @app.post("/api/hints")
+    async def check_hints(request: Request) -> dict[str, Any]:
+        """A hints file the page loaded, checked as the CLI checks it and with the page's
+        limits; its hints with their Lab colours, or a 400 naming the bad hint."""
+        return await clicks.run(hints_job, *photo_and_hints(await json_request(request)))
 
     @app.post("/api/download")
     async def download(request: Request) -> Response:
-        png = await heavy.run(download_job, *await hints_request(request))
-        headers = {"Content-Disposition": 'attachment; filename="colorized.png"'}
-        return Response(png, media_type="image/png", headers=headers)
+        data = await json_request(request)
+        fmt = data.get("format", "png")
+        if fmt not in DOWNLOAD_FORMATS:
+            raise HTTPException(400, f"format must be one of {', '.join(DOWNLOAD_FORMATS)}")
+        photo, raw = photo_and_hints(data)
+        name = f"{names.get(data['id'], 'photo')}_color.{'jpg' if fmt == 'jpeg' else 'png'}"
+        image = await heavy.run(download_job, photo, raw, fmt)
+        headers = {"Content-Disposition": attachment(name)}
+        return Response(image, media_type=DOWNLOAD_FORMATS[fmt], headers=headers)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
