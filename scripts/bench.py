@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ os.environ.setdefault("HINTCOLOR_ROOT", str(ROOT))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch  # noqa: E402
+from bench_app import click_lines, measure_page  # noqa: E402
 from entry_points import QUICK_WIDTHS  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 from reports import publish  # noqa: E402
@@ -193,12 +195,12 @@ def inference_latency(backbone: torch.nn.Module, sizes: list[tuple[int, int]], r
 
 
 def click_latency(backbone: torch.nn.Module, repeats: int, working_size: int = 256) -> float:
-    """Median ms of the page's work for one hint click (as /api/colorize times it): 10 hints
-    rendered, the network at the working size, the preview PNG encoded. A Kodak photo."""
+    """Median ms of the page's work for one settled preview (as /api/colorize times it): 10
+    hints rendered, the network at the working size, the preview's raw RGBA. A Kodak photo."""
     import numpy as np
     from PIL import Image
 
-    from hintcolor.app.server import png_data_url
+    from hintcolor.app.encode import rgba_bytes
     from hintcolor.inference import Colorizer
     from hintcolor.user_hints import parse_hints
 
@@ -209,7 +211,7 @@ def click_latency(backbone: torch.nn.Module, repeats: int, working_size: int = 2
     hints = parse_hints(
         [{"x": (i * 97) % w, "y": (i * 61) % h, "color": "#a06030"} for i in range(10)]
     )
-    seconds = median_time(lambda: png_data_url(colorizer.preview(photo, hints)), repeats, 3)
+    seconds = median_time(lambda: rgba_bytes(colorizer.preview(photo, hints)), repeats, 3)
     return seconds * 1000
 
 
@@ -360,8 +362,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Inference, batch 1, all cores, median of 20 after warm-up (ms); page click = the "
-        "server work of one hint click on `make app` (10 hints, network at 256 px in the fast "
-        "precision, PNG encoded):",
+        "server work of one settled preview on `make app` (10 hints, network at 256 px in the "
+        "fast precision, raw RGBA):",
         "",
         "| backbone | " + " | ".join(latency_keys) + " | page click, 256 px preview "
         "| inference RSS (MB) |",
@@ -401,6 +403,9 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {p['hint_prior']} | {p['framework_img_s']:.1f} | {p['bare_img_s']:.1f} |"
             )
+    if results.get("page"):
+        lines += ["", "The page, as `make bench-app` measures it (its first table):", ""]
+        lines += click_lines(results["page"])
     return "\n".join(lines)
 
 
@@ -458,6 +463,9 @@ def main() -> None:
         train = run_worker("train", names[0], args.quick, [*args.set, f"hint_prior={prior}"])
         results["priors"].append({"hint_prior": prior, **train})
 
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        print("page clicks in headless Chromium (scripts/bench_app.py) ...", flush=True)
+        results["page"] = measure_page(clicks=3 if args.quick else 30)
     publish(markdown(results), results, args.out, "bench", args.readme, "bench")
 
 
