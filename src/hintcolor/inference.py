@@ -277,7 +277,7 @@ class Colorizer:
     ) -> np.ndarray:
         """(h, w, 3) uint8 colorization at the working size (``fast``: see :meth:`predict_ab`)."""
         ab = self.predict_ab(photo, hints, fast)
-        return to_uint8(normalized_lab_to_rgb(photo.lightness[self.working_size], ab))
+        return lab_tables.to_srgb8(photo.lightness[self.working_size], ab)
 
     def colorize(
         self,

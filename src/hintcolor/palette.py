@@ -31,10 +31,11 @@ MIN_CHROMA_GAP = 3.0
 GAMUT_TOLERANCE = 1e-4
 
 
-def lab_to_hex(lightness: float, a: float, b: float) -> str:
-    """``"#rrggbb"`` of a Lab colour (clipped to sRGB)."""
-    rgb = lab_to_rgb(torch.tensor([[[lightness]], [[a]], [[b]]]), clip=True).flatten()
-    return "#" + "".join(f"{round(float(v) * 255):02x}" for v in rgb)
+def lab_to_hex(lightness: float, ab: list[tuple[float, float]]) -> list[str]:
+    """``"#rrggbb"`` of each (a*, b*) at L* ``lightness`` (clipped to sRGB), in one conversion."""
+    lab = torch.tensor([[lightness, a, b] for a, b in ab]).T[:, None, :]  # (3, 1, N)
+    rgb = (lab_to_rgb(lab, clip=True)[:, 0].T * 255).round().int().tolist()
+    return ["#" + "".join(f"{v:02x}" for v in colour) for colour in rgb]
 
 
 def max_chroma(lightness: float, hue: float) -> float:
@@ -73,10 +74,8 @@ def prediction_palette(
         level = edge * k / (count - 1)
         if all(abs(level - other) >= MIN_CHROMA_GAP for other in levels):
             levels.append(level)
-    colours = []
-    for level in levels:
-        ab = (level * math.cos(hue), level * math.sin(hue))
-        colours.append((lab_to_hex(lightness, *ab), (round(ab[0], 2), round(ab[1], 2))))
+    ab = [(round(c * math.cos(hue), 2), round(c * math.sin(hue), 2)) for c in levels]
+    colours = list(zip(lab_to_hex(lightness, ab), ab, strict=True))
     if chroma >= START_FRACTION * edge:
         return colours, 0
     start = min(

@@ -181,6 +181,7 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
             "X-Hints": str(len(hints)),
             "X-Fast": "1" if fast and colorizer.interactive_size != colorizer.working_size else "0",
             "X-Server-Ms": f"{(time.perf_counter() - start) * 1000:.1f}",
+            "X-Threads": str(torch.get_num_threads()),  # cores it ran on (.cores)
         }
         return Response(rgba_bytes(rgb), media_type="application/octet-stream", headers=headers)
 

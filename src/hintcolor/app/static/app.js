@@ -166,11 +166,15 @@ function draw() {
   drawPanel();
 }
 
-let plane = {L: null, image: null};  // the picker's plane, drawn once per lightness
+let plane = {L: null, image: null, stale: false};  // the picker's plane, once per lightness
 
 function drawPicker(L) {
   const n = picker.width;
-  if (plane.L !== L) {
+  if (plane.L !== L && plane.image && updates.inFlight) {
+    // a new plane costs a few ms of the CPU the server is computing the preview on: it is
+    // drawn once the preview has landed (send() asks), the old one shown meanwhile
+    plane.stale = true;
+  } else if (plane.L !== L) {
     const image = pickerCtx.createImageData(n, n);
     for (let j = 0; j < n; j++) {
       const b = AB_RANGE - (j + 0.5) * 2 * AB_RANGE / n;
@@ -185,7 +189,7 @@ function drawPicker(L) {
         image.data[k + 3] = 255;
       }
     }
-    plane = {L, image};
+    plane = {L, image, stale: false};
   }
   pickerCtx.putImageData(plane.image, 0, 0);
 }
@@ -325,6 +329,7 @@ async function send(fast) {
     result.dataset.quality = response.headers.get("X-Fast") === "1" ? "fast" : "full";
     result.dataset.current = String(result.dataset.quality === "full" && edits === updates.edits);
     result.dataset.serverMs = response.headers.get("X-Server-Ms");
+    result.dataset.threads = response.headers.get("X-Threads");
     result.dataset.version = String(Number(result.dataset.version) + 1);
     $("timing").textContent = `updated in ${Number(result.dataset.serverMs).toFixed(0)} ms`
       + ` (server${result.dataset.quality === "fast" ? ", fast preview" : ""})`;
@@ -340,6 +345,7 @@ async function send(fast) {
   } finally {
     updates.inFlight = false;
     pump();
+    if (plane.stale && !updates.inFlight) drawPanel();
   }
 }
 
