@@ -328,8 +328,11 @@ class Colorizer:
             qx, qy = self._pixel(photo, x, y, self.interactive_size)
             found, start = suggest_colors(self.backbone, model_input, qx, qy, count, self.bf16)
             return Suggestions("distribution", lightness, found, start)
-        # the settled preview's prediction, usually: it is reused, not run again
-        ab = self.predict_ab(photo, hints)[0, :, py, px] * AB_SCALE
+        # the settled preview's prediction when it is that of these hints (reused, not run
+        # again: a new hint's click); else the fast one (a selected hint: the others' colours)
+        last = photo.last_prediction
+        fast = last is None or last[0] != (self.working_size, tuple(hints))
+        ab = self.predict_ab(photo, hints, fast)[0, :, py, px] * AB_SCALE
         palette, start = prediction_palette(lightness, float(ab[0]), float(ab[1]), count)
         # no probabilities without a distribution: NaN (the page shows none)
         found = [Suggestion(color, ab, math.nan) for color, ab in palette]

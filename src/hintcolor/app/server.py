@@ -315,7 +315,8 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
         if not (0 <= x < w and 0 <= y < h):
             raise HTTPException(400, f"({x}, {y}) lies outside the {w}x{h} photo")
         count = data.get("count", 8)
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 16:
+        whole = isinstance(count, int) and not isinstance(count, bool)
+        if not whole or not 0 < count <= MAX_SUGGESTIONS:
             raise HTTPException(400, f"count must be a whole number in 1..{MAX_SUGGESTIONS}")
         return await clicks.run(suggest_job, photo, raw, x, y, count)
 
