@@ -3,12 +3,17 @@ the model card.
 
     python scripts/release_model.py                       # all of it (~1 h on 2 CPU cores)
     python scripts/release_model.py --ckpt RUN/checkpoints/best.ckpt   # from a finished run
+    python src/train.py experiment=release_head           # a colour head on the shipped model
+    python scripts/release_model.py --ckpt RUN/checkpoints/best.ckpt   # ... shipped with it
     python scripts/release_model.py --card-only           # rewrite the card from saved results
 
 Writes ``models/<name>/``: ``model.ckpt`` (the backbone's weights in float16 and the run's
 resolved config, nothing else: read with ``weights_only=True`` like any checkpoint here),
 ``eval/psnr_at_k.{json,md,png}`` (``src/eval.py`` on the ImageNet sample), ``release.json``
 (how it was made) and ``README.md``, the model card. ``make model`` runs the first form.
+A checkpoint whose network was frozen under a new colour-distribution head
+(``experiment=release_head``) keeps the network's training facts from the existing
+``release.json`` and adds the head's.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import torch
 from bench_quality import PUBLISHED_SIGGRAPH17
 from entry_points import ROOT, run_entry_point
 from reports import replace_block
+
+from hintcolor.models.color_distribution import ab_gamut_bins
 
 NAME = "hintcolor-v1"
 TRAIN = ["src/train.py", "experiment=release", "logger=csv", "callbacks.progress_bar=null"]
@@ -65,6 +72,16 @@ def train(out: Path) -> Path:
     print(f"training: python {' '.join(args)}", flush=True)
     run_entry_point(args, log=out / "train.out")
     return run_dir / "checkpoints" / "best.ckpt"
+
+
+def run_command(run_dir: Path) -> str:
+    """The command line of a finished run, from the overrides Hydra saved in it."""
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    if not overrides.is_file():
+        return f"python {' '.join(TRAIN[:2])} (run {run_dir})"
+    args = [line[2:].strip() for line in overrides.read_text().splitlines() if line[:2] == "- "]
+    args = [a.strip("'\"") for a in args if not a.startswith(("hydra.", "logger=", "callbacks."))]
+    return f"python src/train.py {shlex.join(args)} (run {run_dir})"
 
 
 def training_facts(run_dir: Path) -> dict[str, Any]:
@@ -174,12 +191,26 @@ def card(release: dict[str, Any], result: dict[str, Any]) -> str:
         if half
         else "Stored in float16."
     )
+    head = release.get("head")
+    head_intro = (
+        f" A colour-distribution head ({head['bins']} ab bins; the page's suggested colours) "
+        "was trained afterwards on the frozen network: the ab output, and every number below, "
+        "are the network's alone."
+        if head
+        else ""
+    )
+    head_line = (
+        f"- Colour-distribution head: `{head['command']}`, {head['training']['wall_s'] / 60:.1f} "
+        f"min on the frozen network ({head['training'].get('ending', '')}).\n"
+        if head
+        else ""
+    )
     return f"""# {NAME}: the shipped hint-colorization model
 
 What `python src/eval.py`, `src/colorize.py`, `src/export.py` and `make app` use when no
 `ckpt_path` is given. A `{release["config"]["model"]}` backbone ({w["parameters"] / 1e6:.2f} M
 parameters) correcting the edge-aware `guided` interpolation of the hints
-(`hint_prior=guided`), trained from scratch. {half_line} File: `model.ckpt`,
+(`hint_prior=guided`), trained from scratch.{head_intro} {half_line} File: `model.ckpt`,
 {w["bytes"] / 1e6:.1f} MB, read with `torch.load(weights_only=True)`; the stored config is
 checked before anything is built from it.
 
@@ -216,7 +247,7 @@ comparison.
   referenced by path.
 - Recipe: `conf/experiment/release.yaml` (resolved config inside `model.ckpt`).
 - Wall time: {t["wall_s"] / 60:.1f} min of training; {t.get("ending", "")}.
-- Machine: {m["cpu"]}, {m["cores"]} cores, CPU capability {m["cpu_capability"]}, GPU
+{head_line}- Machine: {m["cpu"]}, {m["cores"]} cores, CPU capability {m["cpu_capability"]}, GPU
   {m["gpu"] or "none"}, torch {m["torch"]}.
 
 ## Licence caveat
@@ -245,13 +276,25 @@ def main() -> None:
         if args.ckpt is None:
             release["command"] = "python " + shlex.join(TRAIN[:2])
             ckpt = train(args.work)
+            release["training"] = training_facts(ckpt.parents[1])
         else:
             ckpt = args.ckpt
-            release["command"] = f"python {' '.join(TRAIN[:2])} (run {ckpt.parents[1]})"
-        release["training"] = training_facts(ckpt.parents[1])
+            run = ckpt.parents[1]
+            stored = torch.load(ckpt, map_location="cpu", weights_only=True)["hintcolor_config"]
+            if stored.get("freeze_backbone") and stored.get("color_head"):
+                # the network is the one released before, untouched: its facts stay
+                previous = json.loads(release_path.read_text()) if release_path.is_file() else {}
+                release["command"] = previous.get("command", stored.get("init_from"))
+                release["training"] = previous.get("training", training_facts(run))
+                release["head"] = {"command": run_command(run), "training": training_facts(run)}
+            else:
+                release["command"] = run_command(run)
+                release["training"] = training_facts(run)
         release["weights"] = pack(ckpt, target)
         stored = torch.load(target, weights_only=True)["hintcolor_config"]
         release["config"] = {"model": stored["model"]["name"]}
+        if "head" in release:
+            release["head"]["bins"] = len(ab_gamut_bins(stored["color_head"]["grid"]))
         subset = [f"limit={args.limit}"] if args.limit else []
         result = evaluate(target, args.out / "eval", *subset)
         # float16 storage must not cost quality: PSNR@10 of the float32 training weights

@@ -119,3 +119,13 @@ def midtone_photo(path: Path, box: tuple[int, int, int, int] | None = None) -> P
     tones = np.asarray(img, dtype=np.float32) / 255 * 70 + 90
     Image.fromarray(tones.astype(np.uint8)).convert("RGB").save(path)
     return path
+
+
+def color_head(network, **overrides):
+    """``network`` wrapped by the colour-distribution head as conf/color_head/default.yaml
+    configures it (``overrides`` replace its values, e.g. a narrow ``width``)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(ROOT / "conf" / "color_head" / "default.yaml")
+    return instantiate(cfg, network=network, **overrides)

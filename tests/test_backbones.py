@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hintcolor.models.backbones import SIGGRAPH17, ResUNet, UNet, ViT
@@ -164,3 +165,91 @@ def test_default_parameter_counts() -> None:
     assert siggraph_cls - siggraph == 256 * 529 + 529  # 1x1 conv 256 -> 529 bins with bias
     assert unet == _unet_param_count(4, 2, depth=4, base=64)
     assert 30_000_000 <= unet <= 32_000_000, unet
+
+
+# The forward passes as they were written before the backbones were split into
+# forward_features / forward_output: the split must give exactly the same bits, so every
+# trained checkpoint predicts what it did.
+def _resunet_before_split(m: ResUNet, x: torch.Tensor) -> torch.Tensor:
+    x, size = pad_to_multiple(x, m.stride)
+    skips = [m.stem(x)]
+    for unit in m.encoder:
+        skips.append(unit(skips[-1]))
+    x = m.bridge(skips[-1])
+    for unit, skip in zip(m.decoder, reversed(skips), strict=True):
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        x = unit(torch.cat([x, skip], dim=1))
+    return crop_to(torch.tanh(m.head(x)), size)
+
+
+def _unet_before_split(m: UNet, x: torch.Tensor) -> torch.Tensor:
+    x, size = pad_to_multiple(x, m.stride)
+    skips = [m.stem(x)]
+    for block in m.down:
+        skips.append(block(m.pool(skips[-1])))
+    x = skips.pop()
+    for block in m.up:
+        x = block(x, skips.pop())
+    return crop_to(torch.tanh(m.head(x)), size)
+
+
+def _siggraph17_before_split(m: SIGGRAPH17, x: torch.Tensor) -> torch.Tensor:
+    x, (h, w) = pad_to_multiple(x, m.stride)
+    conv1 = m.conv1(x)
+    conv2 = m.conv2(conv1[:, :, ::2, ::2])
+    conv3 = m.conv3(conv2[:, :, ::2, ::2])
+    x = m.conv4(conv3[:, :, ::2, ::2])
+    x = m.conv7(m.conv6(m.conv5(x)))
+    conv8 = m.conv8(m.conv8_up(x) + m.conv3_short8(conv3))
+    x = m.conv9(m.conv9_up(conv8) + m.conv2_short9(conv2))
+    x = m.conv10(m.conv10_up(x) + m.conv1_short10(conv1))
+    return crop_to(m.head(x).tanh(), (h, w))
+
+
+def _vit_before_split(m: ViT, x: torch.Tensor) -> torch.Tensor:
+    x, size = pad_to_multiple(x, m.patch)
+    b = x.shape[0]
+    tokens, grid = m.patch_embed(x)
+    for block in m.blocks:
+        tokens = block(tokens, grid)
+    out = m.head(m.norm(tokens))
+    gh, gw = grid
+    out = out.transpose(1, 2).reshape(b, m.out_channels * m.patch**2, gh, gw)
+    return crop_to(torch.tanh(F.pixel_shuffle(out, m.patch)), size)
+
+
+def before_split(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The pre-split forward of any backbone here (also used by the shipped-model test)."""
+    for cls, forward in (
+        (ResUNet, _resunet_before_split),
+        (UNet, _unet_before_split),
+        (SIGGRAPH17, _siggraph17_before_split),
+        (ViT, _vit_before_split),
+    ):
+        if isinstance(m, cls):
+            return forward(m, x)
+    raise TypeError(type(m))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_forward_is_bit_identical_to_the_code_before_the_split(
+    model: nn.Module, layout: torch.memory_format
+) -> None:
+    model.eval().to(memory_format=layout)
+    x = _input(37, 29).contiguous(memory_format=layout)
+    with torch.no_grad():
+        assert torch.equal(model(x), before_split(model, x))
+        out, features = model.forward_with_features(x)
+        assert torch.equal(out, before_split(model, x))
+        assert torch.equal(features, model.forward_features(x))
+
+
+@pytest.mark.parametrize("size", [(37, 29), (8, 8)])
+def test_forward_features_shape(model: nn.Module, size: tuple[int, int]) -> None:
+    h, w = size
+    with torch.no_grad():
+        features = model.eval().forward_features(_input(h, w))
+    padded = [-(-n // model.stride) * model.stride for n in size]
+    expected = (2, model.feature_channels, *(n // model.feature_stride for n in padded))
+    assert features.shape == expected
+    assert model.feature_channels > 2  # a feature map, not the 2-channel output

@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+from conftest import color_head
 
 from hintcolor.data import FixedHints, make_batch
 from hintcolor.models import ColorizationLoss, ColorizationModule
-from hintcolor.models.backbones import ResUNet
+from hintcolor.models.backbones import SIGGRAPH17, ResUNet, UNet, ViT
+from hintcolor.models.hint_prior import PushPullResidual
 
 
 def _batch(kodak_files, size=48):
@@ -78,3 +80,85 @@ def test_forward_returns_float_ab(kodak_files):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = module(batch["input"])
     assert out.dtype == torch.float32 and out.shape == batch["ab"].shape
+
+
+HEAD_BACKBONES = {
+    "resunet": lambda c: ResUNet(in_channels=c, widths=(8, 16, 32), bridge=32),
+    "unet": lambda c: UNet(in_channels=c, depth=3, base_width=8),
+    "siggraph17": lambda c: SIGGRAPH17(in_channels=c, width_mult=0.125),
+    "vit": lambda c: ViT(in_channels=c, patch=8, dim=32, depth=2, heads=2, max_relative=3),
+}
+
+
+def _head_module(network, loss, **kw):
+    return ColorizationModule(
+        backbone=color_head(network, width=16),
+        loss=loss,
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 3e-3},
+        scheduler=None,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("prior", [False, True], ids=["alone", "push_pull"])
+@pytest.mark.parametrize("name", list(HEAD_BACKBONES))
+def test_a_training_step_with_the_colour_head_on_every_backbone(kodak_files, name, prior):
+    torch.manual_seed(0)
+    network = HEAD_BACKBONES[name](6 if prior else 4)
+    if prior:
+        network = PushPullResidual(network, 0.5)
+    module = _head_module(network, {"huber": 1.0, "distribution": 1.0})
+    batch = _batch(kodak_files, size=40)
+    opt = module.configure_optimizers()["optimizer"]
+    module.train()
+    logged = {}
+    module.log = lambda key, value, **kw: logged.__setitem__(key, value)
+    loss = module.training_step(batch, 0)
+    assert torch.isfinite(loss) and "train/distribution" in logged and "train/huber" in logged
+    assert logged["train/distribution"] > 1  # an untrained head: near log(262) = 5.6
+    loss.backward()
+    head_grad = module.backbone.classifier.weight.grad
+    assert head_grad is not None and head_grad.abs().sum() > 0
+    first = next(p for p in network.parameters() if p.ndim == 4)
+    assert first.grad is not None and first.grad.abs().sum() > 0  # trained jointly
+    opt.step()
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    assert int(module.backbone.distribution.prior_pixels) == 4 * 10 * 10
+
+
+def test_a_distribution_weight_without_a_head_is_refused():
+    with pytest.raises(ValueError, match="colour-distribution head"):
+        _module(loss={"huber": 1.0, "distribution": 1.0})
+
+
+def test_frozen_network_keeps_its_output_and_batch_norm_statistics(kodak_files):
+    torch.manual_seed(0)
+    network = PushPullResidual(ResUNet(in_channels=6, widths=(8, 16, 32), bridge=32), 0.5)
+    module = _head_module(
+        network, {"huber": 0.0, "distribution": 1.0}, freeze_backbone=True, channels_last=True
+    )
+    batch = _batch(kodak_files, size=40)
+    x = batch["input"]
+    with torch.no_grad():
+        before = network(x).clone()
+    stats = {k: v.clone() for k, v in network.state_dict().items()}
+    head = module.backbone.classifier.weight.clone()
+    opt = module.configure_optimizers()["optimizer"]
+    assert all(p.requires_grad for group in opt.param_groups for p in group["params"])
+    module.train()  # what Lightning does before every epoch
+    assert not network.training and module.backbone.classifier.training
+    module.log = lambda *a, **kw: None
+    losses = []
+    for _ in range(3):
+        opt.zero_grad()
+        loss = module.training_step(batch, 0)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert not torch.equal(module.backbone.classifier.weight, head)  # the head trained
+    assert all(p.grad is None for p in network.parameters())
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, stats[key]), key  # weights and BN running stats
+    with torch.no_grad():
+        assert torch.equal(network(x), before)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import KODAK, ROOT, compose, run_cli
 
 from hintcolor.checkpoints import checkpoint_to_use, load_backbone
@@ -65,3 +66,45 @@ def test_colorize_without_ckpt_path_uses_the_shipped_model(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"model: the shipped model {SHIPPED}" in proc.stdout
     assert (tmp_path / "out.png").stat().st_size > 10_000
+
+
+def _photo_input(size: tuple[int, int]) -> torch.Tensor:
+    from hintcolor.data import FixedHints, make_batch
+    from hintcolor.data.images import load_rgb
+
+    photo = torch.from_numpy(load_rgb(sorted((KODAK / "val").iterdir())[0]).copy())
+    small = F.interpolate(photo.permute(2, 0, 1)[None].float(), size=size, mode="bilinear")
+    rgb = small.round().to(torch.uint8)
+    return make_batch(rgb, FixedHints(k=10, patch_size=6), torch.arange(1))["input"]
+
+
+def test_the_shipped_model_predicts_what_the_code_before_the_backbone_split_did() -> None:
+    from test_backbones import before_split
+
+    from hintcolor.models.hint_prior import push_pull
+
+    network, _ = load_backbone(SHIPPED)
+    x = _photo_input((96, 136))
+    with torch.no_grad():
+        prior = push_pull(
+            x[:, 1:3], x[:, 3:4], luma=x[:, :1] + 0.5, edge_sweeps=network.edge_sweeps
+        )
+        correction = before_split(network.backbone, torch.cat([x, prior], dim=1))
+        expected = (prior + network.gain * correction).clamp(-1, 1)
+        assert torch.equal(network(x), expected)
+
+
+def test_a_colour_head_on_the_frozen_shipped_model_keeps_its_output() -> None:
+    from conftest import color_head
+
+    from hintcolor.build import build_backbone
+    from hintcolor.checkpoints import load_network_weights
+
+    shipped, cfg = load_backbone(SHIPPED)
+    head = color_head(build_backbone(cfg), width=8)  # what init_from does
+    load_network_weights(head, SHIPPED)
+    x = _photo_input((64, 96))
+    with torch.no_grad():
+        ab, logits = head.eval().forward_with_distribution(x)
+        assert torch.equal(ab, shipped(x)) and torch.equal(head(x), ab)
+    assert logits.shape == (1, 262, 16, 24)

@@ -29,16 +29,22 @@ def plain(node: Any, resolve: bool = True) -> Any:
 
 
 def build_backbone(cfg: DictConfig) -> nn.Module:
-    """``cfg.model.backbone``, wrapped by ``cfg.hint_prior`` when one is set.
+    """``cfg.model.backbone``, wrapped by ``cfg.hint_prior`` when one is set, then by
+    ``cfg.color_head`` when one is set (the head reads the backbone's features of the
+    prior-augmented input).
 
     A prior adds input channels, so the backbone is built with that many more.
     """
     prior_cfg = cfg.get("hint_prior")
     if not prior_cfg:
-        return instantiate(cfg.model.backbone)
-    extra = get_class(prior_cfg._target_).extra_channels
-    in_channels = cfg.model.backbone.in_channels + extra
-    return instantiate(prior_cfg, backbone=instantiate(cfg.model.backbone, in_channels=in_channels))
+        network = instantiate(cfg.model.backbone)
+    else:
+        extra = get_class(prior_cfg._target_).extra_channels
+        in_channels = cfg.model.backbone.in_channels + extra
+        backbone = instantiate(cfg.model.backbone, in_channels=in_channels)
+        network = instantiate(prior_cfg, backbone=backbone)
+    head_cfg = cfg.get("color_head")
+    return instantiate(head_cfg, network=network) if head_cfg else network
 
 
 def build_module(cfg: DictConfig, backbone: nn.Module) -> ColorizationModule:
@@ -48,6 +54,7 @@ def build_module(cfg: DictConfig, backbone: nn.Module) -> ColorizationModule:
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.get("scheduler")),
         channels_last=bool(cfg.get("channels_last", False)),
+        freeze_backbone=bool(cfg.get("freeze_backbone", False)),
         config=plain(cfg),
     )
 

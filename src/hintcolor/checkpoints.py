@@ -8,7 +8,8 @@ pickle from running code, but the run's config stored in it names ``_target_``s 
 would import and call: ``{_target_: builtins.exec, ...}`` would run on load. So the stored
 config is checked before anything is built: every ``_target_`` in it must be one the project's own
 configs use, interpolations (which call resolvers) are refused, and the nodes that are built
-(``model.backbone``, ``hint_prior``) must name ``nn.Module`` classes of this package.
+(``model.backbone``, ``hint_prior``, ``color_head``) must name ``nn.Module`` classes of this
+package.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torch import nn
 
 from hintcolor.build import build_backbone
 from hintcolor.config import ConfigError, check_ckpt_path
+from hintcolor.models.color_head import ColorDistributionHead
 
 # The library classes (and the one function) the project's configs (conf/**) name; other
 # hintcolor.* targets must be classes of this package. tests/test_checkpoints.py keeps this
@@ -62,7 +64,14 @@ NAMED_TARGETS = frozenset(
 # Packages whose modules the project's own targets live in (imported to check a target).
 OWN_PACKAGE = "hintcolor."
 # What may be built from a checkpoint: nn.Module classes defined in these modules.
-BUILDABLE_MODULES = ("hintcolor.models.backbones", "hintcolor.models.hint_prior")
+BUILDABLE_MODULES = (
+    "hintcolor.models.backbones",
+    "hintcolor.models.hint_prior",
+    "hintcolor.models.color_head",
+)
+# Nodes of the stored config that build_backbone instantiates; all but the backbone optional
+# (checkpoints from before the colour head have no color_head).
+BUILT_NODES = {"model.backbone": False, "hint_prior": True, "color_head": True}
 
 
 class CheckpointWriteError(OSError):
@@ -172,9 +181,9 @@ def check_stored_config(config: Any, source: str) -> None:
                 "which is not one of this project's classes"
             )
     stored = OmegaConf.create(config)
-    for key in ("model.backbone", "hint_prior"):
+    for key, optional in BUILT_NODES.items():
         node = OmegaConf.select(stored, key)
-        if node is None and key == "hint_prior":
+        if not node and optional:  # absent, or an empty group option (hint_prior=none)
             continue
         target = node.get("_target_") if isinstance(node, DictConfig) else None
         cls = _own_class(target) if isinstance(target, str) else None
@@ -184,8 +193,8 @@ def check_stored_config(config: Any, source: str) -> None:
             or not cls.__module__.startswith(BUILDABLE_MODULES)
         ):
             raise UnsafeCheckpointError(
-                f"{source}: refused: {key} must name a backbone or hint prior of this project, "
-                f"got {target!r}"
+                f"{source}: refused: {key} must name a backbone, hint prior or colour head of "
+                f"this project, got {target!r}"
             )
         # Hydra would build nested targets too (recursive instantiation): none may hide there.
         nested = [
@@ -253,15 +262,42 @@ def load_backbone(ckpt_path: str | Path) -> tuple[nn.Module, DictConfig]:
         backbone = build_backbone(train_cfg)
     except Exception as exc:  # arguments the class refuses: still one line
         raise ConfigError(f"{ckpt_path}: its model cannot be built: {exc}") from None
+    load_weights(backbone, backbone_state(ckpt), str(ckpt_path))
+    return backbone.eval(), train_cfg
+
+
+def backbone_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The backbone's tensors of a checkpoint, named as in the backbone."""
     prefix = "backbone."
-    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    check_weights_fit(backbone, state, str(ckpt_path))
+    return {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+
+
+def load_weights(model: nn.Module, state: dict[str, Any], source: str) -> None:
+    """``model.load_state_dict(state)``, any mismatch as one line naming ``source``."""
+    check_weights_fit(model, state, source)
     try:
-        backbone.load_state_dict(state)
+        model.load_state_dict(state)
     except RuntimeError as exc:  # weights missing from the file
         first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise ConfigError(f"{ckpt_path} does not fit its model: {first[:200]}") from None
-    return backbone.eval(), train_cfg
+        raise ConfigError(f"{source} does not fit its model: {first[:200]}") from None
+
+
+def load_network_weights(model: nn.Module, ckpt_path: str | Path) -> str:
+    """Fill ``model`` (as :func:`hintcolor.build.build_backbone` makes it) with a checkpoint's
+    weights (``init_from``); returns what was loaded, in words.
+
+    The file is read as any checkpoint here (``weights_only``); nothing is built from its
+    stored config, so it is not checked. A checkpoint without a colour head loaded into a model
+    with one fills the network under the head and leaves the head as initialised: the way to
+    train a head on top of a trained model.
+    """
+    state = backbone_state(read_checkpoint(ckpt_path, check_config=False))
+    target, what = model, "the whole model"
+    has_head = any(k.startswith("network.") for k in state)
+    if isinstance(model, ColorDistributionHead) and not has_head:
+        target, what = model.network, "the network under the new colour head"
+    load_weights(target, state, f"init_from={ckpt_path}")
+    return f"init_from {ckpt_path}: {len(state)} tensors into {what}"
 
 
 def checkpoint_to_use(ckpt_path: str | None, shipped: str | Path) -> tuple[Path, str]:

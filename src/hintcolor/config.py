@@ -56,6 +56,31 @@ def check_train_config(cfg: DictConfig, backbone_stride: int) -> None:
             f"downsampling factor ({backbone_stride}); use at least {backbone_stride}"
         )
     check_ckpt_path(cfg.get("ckpt_path"), required=False)
+    check_color_head_config(cfg)
+
+
+def check_color_head_config(cfg: DictConfig) -> None:
+    """The head's loss weight, ``freeze_backbone`` and ``init_from`` need what they act on."""
+    weight = (cfg.get("loss") or {}).get("distribution", 0.0)
+    if weight and not cfg.get("color_head"):
+        raise ConfigError(
+            f"loss.distribution={weight} trains a colour-distribution head, but none is "
+            "configured: add color_head=default (or set loss.distribution=0)"
+        )
+    if cfg.get("freeze_backbone"):
+        if not cfg.get("color_head"):
+            raise ConfigError(
+                "freeze_backbone=true leaves nothing to train without a colour-distribution "
+                "head: add color_head=default"
+            )
+        if not weight:
+            raise ConfigError(
+                "freeze_backbone=true trains only the colour-distribution head, whose loss "
+                "weight is 0: set loss.distribution=1"
+            )
+    init_from = cfg.get("init_from")
+    if init_from is not None and not Path(str(init_from)).is_file():
+        raise ConfigError(f"init_from: checkpoint {init_from} does not exist")
 
 
 def _check_number(key: str, value: Any, allowed: str, ok: Any) -> float:

@@ -22,7 +22,7 @@ from hintcolor.build import (
     plain,
 )
 from hintcolor.callbacks import EpochSeed, LastCheckpoint, time_limit
-from hintcolor.checkpoints import check_weights_fit, read_checkpoint
+from hintcolor.checkpoints import check_weights_fit, load_network_weights, read_checkpoint
 from hintcolor.config import ConfigError, check_train_config
 from hintcolor.tracking import finish_runs, run_metadata, tracked_runs
 from hintcolor.tuning import pruning_callbacks
@@ -47,6 +47,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         backbone = build_backbone(cfg)
         check_train_config(cfg, getattr(backbone, "stride", 1))
+        if cfg.get("init_from"):
+            log.info(load_network_weights(backbone, cfg.init_from))
         module = build_module(cfg, backbone)
         datamodule = build_datamodule(cfg.data, cfg.hints, cfg.get("eval_hints"))
         # Vet the photos now: an empty folder fails here, before any training.

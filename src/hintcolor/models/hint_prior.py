@@ -168,7 +168,16 @@ class PushPullResidual(nn.Module):
         state_dict.setdefault(prefix + "gain", torch.ones_like(self.gain))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, x: Tensor) -> Tensor:
+    @property
+    def feature_channels(self) -> int:
+        return self.backbone.feature_channels
+
+    @property
+    def feature_stride(self) -> int:
+        return self.backbone.feature_stride
+
+    def _prior_and_input(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(the interpolated ab, float32; the backbone's input: x and that ab)."""
         # float32 even under bf16 autocast: luminance differences of ~1e-3 steer the fill
         with torch.autocast(x.device.type, enabled=False):
             planar = x.float().contiguous()  # NCHW: the fill's many slices are faster so
@@ -181,6 +190,21 @@ class PushPullResidual(nn.Module):
             if x.is_contiguous(memory_format=torch.channels_last)
             else torch.contiguous_format
         )
-        inputs = torch.cat([x, prior.to(x.dtype)], dim=1).contiguous(memory_format=layout)
-        correction = self.backbone(inputs)
+        return prior, torch.cat([x, prior.to(x.dtype)], dim=1).contiguous(memory_format=layout)
+
+    def _combine(self, prior: Tensor, correction: Tensor) -> Tensor:
         return (prior + self.gain * correction.float()).clamp(-1.0, 1.0)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The backbone's features of the prior-augmented input (its ``forward_features``)."""
+        return self.backbone.forward_features(self._prior_and_input(x)[1])
+
+    def forward_with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(ab, the backbone's features) in one pass, for a side head."""
+        prior, inputs = self._prior_and_input(x)
+        correction, features = self.backbone.forward_with_features(inputs)
+        return self._combine(prior, correction), features
+
+    def forward(self, x: Tensor) -> Tensor:
+        prior, inputs = self._prior_and_input(x)
+        return self._combine(prior, self.backbone(inputs))

@@ -13,6 +13,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from hintcolor.data.color import normalized_lab_to_rgb
+from hintcolor.models.color_head import ColorDistributionHead
 from hintcolor.models.losses import ColorizationLoss
 from hintcolor.utils.hardware import avoid_onednn_strided_1x1_bug
 
@@ -24,6 +25,12 @@ class ColorizationModule(L.LightningModule):
     ``_partial_: true``), so checkpoints hold no pickled objects and load with
     ``weights_only=True``. ``config`` is the run's resolved configuration, stored in every
     checkpoint so ``eval.py`` can rebuild the backbone from the checkpoint alone.
+
+    With a colour-distribution head (:class:`ColorDistributionHead`) and ``loss.distribution``
+    > 0, every step runs :meth:`~ColorDistributionHead.forward_with_distribution` (ab and bin
+    logits in one pass) and adds the head's cross-entropy. ``freeze_backbone``: only the head
+    trains; the network under it gets no gradients and stays in eval mode, so its batch-norm
+    statistics do not move and its ab output stays exactly what it was.
     """
 
     def __init__(
@@ -33,12 +40,23 @@ class ColorizationModule(L.LightningModule):
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
         channels_last: bool = False,
+        freeze_backbone: bool = False,
         config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "config"], logger=False)
         self.backbone = backbone
         self.criterion = ColorizationLoss(**loss)
+        has_head = isinstance(backbone, ColorDistributionHead)
+        self.with_distribution = has_head and self.criterion.weights["distribution"] > 0
+        if self.criterion.weights["distribution"] > 0 and not has_head:
+            raise ValueError("loss.distribution > 0 needs a colour-distribution head")
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            if not has_head:
+                raise ValueError("freeze_backbone needs a colour-distribution head to train")
+            backbone.network.requires_grad_(False)
+            backbone.network.eval()
         self.config = config
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.backbone.to(memory_format=self.memory_format)
@@ -60,10 +78,28 @@ class ColorizationModule(L.LightningModule):
         """(B,4,H,W) model input -> normalised ab (B,2,H,W), float32."""
         return self.backbone(x.contiguous(memory_format=self.memory_format)).float()
 
+    def train(self, mode: bool = True) -> ColorizationModule:
+        super().train(mode)
+        if getattr(self, "freeze_backbone", False):  # Lightning switches all at every stage
+            self.backbone.network.eval()
+        return self
+
+    def _predict_and_score(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """(ab float32, loss terms); with the head's loss when it is trained."""
+        if not self.with_distribution:
+            pred = self(batch["input"])
+            return pred, self.criterion(pred, batch["ab"], batch["l"])
+        x = batch["input"].contiguous(memory_format=self.memory_format)
+        pred, logits = self.backbone.forward_with_distribution(x)
+        # the running colour prior (class rebalancing) counts training targets only
+        distribution = self.backbone.distribution_loss(logits, batch["ab"], self.training)
+        pred = pred.float()
+        return pred, self.criterion(pred, batch["ab"], batch["l"], distribution)
+
     def training_step(self, batch: dict[str, Tensor] | None, batch_idx: int) -> Tensor | None:
         if batch is None:  # every photo in this batch failed to load: skip the step
             return None
-        terms = self.criterion(self(batch["input"]), batch["ab"], batch["l"])
+        _, terms = self._predict_and_score(batch)
         bs = batch["input"].shape[0]
         self.train_loss(terms["loss"].detach())
         for name, value in terms.items():
@@ -74,8 +110,7 @@ class ColorizationModule(L.LightningModule):
     def _evaluate(self, batch: dict[str, Tensor] | None, stage: str) -> None:
         if batch is None:
             return
-        pred = self(batch["input"])
-        terms = self.criterion(pred, batch["ab"], batch["l"])
+        pred, terms = self._predict_and_score(batch)
         psnr, ssim = getattr(self, f"{stage}_psnr"), getattr(self, f"{stage}_ssim")
         # Metrics in fp32 whatever the training precision, so runs compare across precisions.
         with torch.autocast(pred.device.type, enabled=False):
@@ -84,6 +119,8 @@ class ColorizationModule(L.LightningModule):
             ssim(rgb, batch["rgb"])
         bs = pred.shape[0]
         self.log(f"{stage}/loss", terms["loss"], batch_size=bs, sync_dist=True)
+        if "distribution" in terms:
+            self.log(f"{stage}/distribution", terms["distribution"], batch_size=bs, sync_dist=True)
         self.log(f"{stage}/psnr", psnr, batch_size=bs, prog_bar=True)
         self.log(f"{stage}/ssim", ssim, batch_size=bs)
 
@@ -102,7 +139,8 @@ class ColorizationModule(L.LightningModule):
         self.log("val/psnr_best", self.val_psnr_best.compute(), prog_bar=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        trainable = [p for p in self.parameters() if p.requires_grad]  # not a frozen network
+        optimizer = instantiate(self.hparams.optimizer)(params=trainable)
         sched_cfg = self.hparams.scheduler
         if not sched_cfg or sched_cfg.get("scheduler") is None:
             return {"optimizer": optimizer}

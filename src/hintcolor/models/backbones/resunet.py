@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .common import crop_to, pad_to_multiple
+from .common import Backbone, crop_to, pad_to_multiple
 
 __all__ = ["ResUNet"]
 
@@ -61,12 +61,13 @@ class PreActResidualUnit(nn.Module):
         return out + self.shortcut(x)
 
 
-class ResUNet(nn.Module):
+class ResUNet(Backbone):
     """Residual U-Net mapping (L, hint a, hint b, hint mask) to normalised ab in (-1, 1).
 
     Encoder: stem at full resolution, then one stride-2 residual unit per further entry of
     ``widths``; a stride-2 bridge unit; a symmetric decoder (bilinear x2, concat skip, residual
     unit down to the skip width); 1x1 head + tanh. Defaults: ~8.2 M parameters (paper: 7.8 M).
+    Features (:meth:`forward_features`): the last decoder unit's output, full resolution.
     """
 
     def __init__(
@@ -83,6 +84,8 @@ class ResUNet(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride: int = 2 ** len(widths)
+        self.feature_channels: int = widths[0]
+        self.feature_stride: int = 1
 
         self.stem = ResidualStem(in_channels, widths[0])
         self.encoder = nn.ModuleList(
@@ -98,8 +101,8 @@ class ResUNet(nn.Module):
         self.decoder = nn.ModuleList(decoder)
         self.head = nn.Conv2d(widths[0], out_channels, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x, size = pad_to_multiple(x, self.stride)
+    def forward_features(self, x: Tensor) -> Tensor:
+        x, _ = pad_to_multiple(x, self.stride)
         skips = [self.stem(x)]
         for unit in self.encoder:
             skips.append(unit(skips[-1]))
@@ -107,4 +110,7 @@ class ResUNet(nn.Module):
         for unit, skip in zip(self.decoder, reversed(skips), strict=True):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = unit(torch.cat([x, skip], dim=1))
-        return crop_to(torch.tanh(self.head(x)), size)
+        return x
+
+    def forward_output(self, features: Tensor, size: tuple[int, int]) -> Tensor:
+        return crop_to(torch.tanh(self.head(features)), size)

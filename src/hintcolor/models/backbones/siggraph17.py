@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .common import crop_to, pad_to_multiple
+from .common import Backbone, crop_to, pad_to_multiple
 
 __all__ = ["SIGGRAPH17"]
 
@@ -32,7 +32,7 @@ def _upsample(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1)
 
 
-class SIGGRAPH17(nn.Module):
+class SIGGRAPH17(Backbone):
     """User-guided colorization generator (input: L, hint a, hint b, hint mask).
 
     The encoder downsamples by taking every second pixel (no pooling / strided conv), the middle
@@ -43,6 +43,9 @@ class SIGGRAPH17(nn.Module):
     always returns only the ab regression; use :meth:`forward_with_logits` to also get the logits
     (at 1/4 resolution). Unlike the reference, no ``detach`` separates the two heads.
     ``width_mult`` scales every width (not the bin count), e.g. for small CPU models.
+    Features (:meth:`forward_features`): conv10's output, full resolution. The generic
+    colour-distribution head (``color_head=default``) is the mechanism for new models; the
+    529-bin ``class_head`` stays so that its checkpoints load.
     """
 
     def __init__(
@@ -59,6 +62,8 @@ class SIGGRAPH17(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride: int = 8
+        self.feature_channels: int = c128
+        self.feature_stride: int = 1
 
         self.conv1 = _conv_block(in_channels, c64, 2)
         self.conv2 = _conv_block(c64, c128, 2)
@@ -87,9 +92,8 @@ class SIGGRAPH17(nn.Module):
         self.class_head = nn.Conv2d(c256, NUM_AB_BINS, 1) if classification_head else None
         self.head = nn.Conv2d(c128, out_channels, 1)
 
-    def forward_with_logits(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Return (ab regression in (-1, 1), class logits at 1/4 resolution or ``None``)."""
-        x, (h, w) = pad_to_multiple(x, self.stride)
+    def _trunk(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(conv8 at 1/4 resolution, conv10 at full resolution) of a padded input."""
         conv1 = self.conv1(x)
         conv2 = self.conv2(conv1[:, :, ::2, ::2])
         conv3 = self.conv3(conv2[:, :, ::2, ::2])
@@ -97,14 +101,22 @@ class SIGGRAPH17(nn.Module):
         x = self.conv7(self.conv6(self.conv5(x)))
         conv8 = self.conv8(self.conv8_up(x) + self.conv3_short8(conv3))
         x = self.conv9(self.conv9_up(conv8) + self.conv2_short9(conv2))
-        x = self.conv10(self.conv10_up(x) + self.conv1_short10(conv1))
-        out = crop_to(self.head(x).tanh(), (h, w))
+        return conv8, self.conv10(self.conv10_up(x) + self.conv1_short10(conv1))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self._trunk(pad_to_multiple(x, self.stride)[0])[1]
+
+    def forward_output(self, features: Tensor, size: tuple[int, int]) -> Tensor:
+        return crop_to(self.head(features).tanh(), size)
+
+    def forward_with_logits(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Return (ab regression in (-1, 1), class logits at 1/4 resolution or ``None``)."""
+        x, (h, w) = pad_to_multiple(x, self.stride)
+        conv8, features = self._trunk(x)
+        out = self.forward_output(features, (h, w))
 
         logits = None
         if self.class_head is not None:
             # conv8 is at 1/4 of the padded size; keep every cell that overlaps the real image.
             logits = crop_to(self.class_head(conv8), (-(-h // 4), -(-w // 4)))
         return out, logits
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_with_logits(x)[0]

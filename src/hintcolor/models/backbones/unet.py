@@ -7,7 +7,7 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
-from .common import crop_to, pad_to_multiple
+from .common import Backbone, crop_to, pad_to_multiple
 
 __all__ = ["UNet"]
 
@@ -45,11 +45,12 @@ class Up(nn.Module):
         return self.conv(torch.cat([self.up(x), skip], dim=1))
 
 
-class UNet(nn.Module):
+class UNet(Backbone):
     """U-Net mapping (L, hint a, hint b, hint mask) to normalised ab in (-1, 1).
 
     ``depth`` max-pool downsamplings, widths ``base_width * 2**level``; defaults are the original
-    64..1024 configuration (~31 M parameters).
+    64..1024 configuration (~31 M parameters). Features (:meth:`forward_features`): the last
+    up block's output, full resolution.
     """
 
     def __init__(
@@ -67,6 +68,8 @@ class UNet(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride: int = 2**depth
+        self.feature_channels: int = widths[0]
+        self.feature_stride: int = 1
 
         self.stem = DoubleConv(in_channels, widths[0])
         self.pool = nn.MaxPool2d(2)
@@ -77,12 +80,15 @@ class UNet(nn.Module):
         )
         self.head = nn.Conv2d(widths[0], out_channels, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x, size = pad_to_multiple(x, self.stride)
+    def forward_features(self, x: Tensor) -> Tensor:
+        x, _ = pad_to_multiple(x, self.stride)
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(self.pool(skips[-1])))
         x = skips.pop()
         for block in self.up:
             x = block(x, skips.pop())
-        return crop_to(torch.tanh(self.head(x)), size)
+        return x
+
+    def forward_output(self, features: Tensor, size: tuple[int, int]) -> Tensor:
+        return crop_to(torch.tanh(self.head(features)), size)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .common import crop_to, pad_to_multiple
+from .common import Backbone, crop_to, pad_to_multiple
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,11 @@ class PatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2), (x.shape[-2], x.shape[-1])
 
 
-class ViT(nn.Module):
-    """(B, in_channels, H, W) -> (B, out_channels, H, W) in (-1, 1); H, W any size."""
+class ViT(Backbone):
+    """(B, in_channels, H, W) -> (B, out_channels, H, W) in (-1, 1); H, W any size.
+
+    Features (:meth:`forward_features`): the normalised tokens as a (B, dim, H/p, W/p) grid.
+    """
 
     def __init__(
         self,
@@ -141,6 +144,8 @@ class ViT(nn.Module):
         self.out_channels = out_channels
         self.patch = patch
         self.stride: int = patch
+        self.feature_channels: int = dim
+        self.feature_stride: int = patch
         self.patch_embed = PatchEmbed(in_channels, dim, patch)
         self.blocks = nn.ModuleList(
             Block(dim, heads, mlp_ratio, max_relative) for _ in range(depth)
@@ -175,13 +180,18 @@ class ViT(nn.Module):
         log.info(f"pretrained {path.name}: {len(matched)} of {len(own)} tensors copied")
         return len(matched)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x, size = pad_to_multiple(x, self.patch)
-        b = x.shape[0]
+    def forward_features(self, x: Tensor) -> Tensor:
+        x, _ = pad_to_multiple(x, self.patch)
         tokens, grid = self.patch_embed(x)
         for block in self.blocks:
             tokens = block(tokens, grid)
-        out = self.head(self.norm(tokens))  # (B, N, C * p * p)
-        gh, gw = grid
+        tokens = self.norm(tokens)  # (B, N, C)
+        # a view of the tokens: forward_output's flatten + transpose gives them back as they
+        # were, so the head sees the same tensor as before the split (same bits)
+        return tokens.transpose(1, 2).unflatten(2, grid)
+
+    def forward_output(self, features: Tensor, size: tuple[int, int]) -> Tensor:
+        b, _, gh, gw = features.shape
+        out = self.head(features.flatten(2).transpose(1, 2))  # (B, N, C * p * p)
         out = out.transpose(1, 2).reshape(b, self.out_channels * self.patch**2, gh, gw)
         return crop_to(torch.tanh(F.pixel_shuffle(out, self.patch)), size)
