@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 
 
 def _busy_seconds() -> float | None:
@@ -27,14 +28,19 @@ def _busy_seconds() -> float | None:
 
 
 class CpuWatch:
-    """The cores other processes kept busy over the last ``period`` seconds (a daemon thread
-    samples /proc/stat; this process's own CPU time is left out), and from that the threads
-    a job should use: every core while others use less than ``slack`` of one, else the
-    cores they leave (at least one). Where /proc/stat cannot be read, always every core."""
+    """The cores other processes kept busy (a daemon thread samples /proc/stat every
+    ``period`` seconds; this process's own CPU time is left out), and from that the threads a
+    job should use: every core while others used less than ``slack`` of one in each of the
+    last ``window`` periods, else the cores they leave (at least one). A bursty neighbour
+    (a browser, a job starting) counts at its busiest: a job on one core too many costs far
+    more than one on a core too few. Where /proc/stat cannot be read, always every core."""
 
-    def __init__(self, cores: int, period: float = 0.25, slack: float = 0.25) -> None:
+    def __init__(
+        self, cores: int, period: float = 0.25, slack: float = 0.25, window: int = 4
+    ) -> None:
         self.cores, self.period, self.slack = max(1, cores), period, slack
-        self.others = 0.0  # cores busy with other processes' work, last period
+        self.others = 0.0  # cores busy with other processes' work: the most in the window
+        self._recent: deque[float] = deque(maxlen=window)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if _busy_seconds() is not None:
@@ -48,7 +54,8 @@ class CpuWatch:
             if now[1] is None or last[1] is None:
                 return
             wall = max(now[0] - last[0], 1e-3)
-            self.others = max(0.0, (now[1] - last[1] - (now[2] - last[2])) / wall)
+            self._recent.append(max(0.0, (now[1] - last[1] - (now[2] - last[2])) / wall))
+            self.others = max(self._recent)
             last = now
 
     def threads(self) -> int:
