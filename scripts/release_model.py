@@ -267,6 +267,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "logs" / "release")
     parser.add_argument("--card-only", action="store_true")
     parser.add_argument("--limit", type=int, help="evaluate only the first N photos")
+    parser.add_argument(
+        "--keep-eval",
+        action="store_true",
+        help="--ckpt is a colour head trained on the frozen released network: keep that "
+        "network's evaluation (its ab output is unchanged) instead of evaluating again",
+    )
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="results block")
     args = parser.parse_args()
     release_path = args.out / "release.json"
@@ -295,17 +301,23 @@ def main() -> None:
         release["config"] = {"model": stored["model"]["name"]}
         if "head" in release:
             release["head"]["bins"] = len(ab_gamut_bins(stored["color_head"]["grid"]))
-        subset = [f"limit={args.limit}"] if args.limit else []
-        result = evaluate(target, args.out / "eval", *subset)
-        # float16 storage must not cost quality: PSNR@10 of the float32 training weights
-        full = evaluate(
-            ckpt, args.work / "eval-float32", "hint_counts=[10]", "references=[]", *subset
-        )
-        at10 = {r["method"]: r["psnr"] for r in result["rows"] if r["k"] == 10}
-        release["half_precision_check"] = {
-            "float16": at10["model"],
-            "float32": next(r["psnr"] for r in full["rows"] if r["method"] == "model"),
-        }
+        if args.keep_eval:
+            if "head" not in release:
+                raise SystemExit("--keep-eval is for a head trained on the frozen network")
+            previous = json.loads(release_path.read_text())
+            release["half_precision_check"] = previous["half_precision_check"]
+        else:
+            subset = [f"limit={args.limit}"] if args.limit else []
+            result = evaluate(target, args.out / "eval", *subset)
+            # float16 storage must not cost quality: PSNR@10 of the float32 training weights
+            full = evaluate(
+                ckpt, args.work / "eval-float32", "hint_counts=[10]", "references=[]", *subset
+            )
+            at10 = {r["method"]: r["psnr"] for r in result["rows"] if r["k"] == 10}
+            release["half_precision_check"] = {
+                "float16": at10["model"],
+                "float32": next(r["psnr"] for r in full["rows"] if r["method"] == "model"),
+            }
         release_path.write_text(json.dumps(release, indent=2))
     release = json.loads(release_path.read_text())
     result = json.loads((args.out / "eval" / "psnr_at_k.json").read_text())

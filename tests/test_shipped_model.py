@@ -13,6 +13,7 @@ from conftest import KODAK, ROOT, compose, run_cli
 from hintcolor.checkpoints import checkpoint_to_use, load_backbone
 from hintcolor.config import ConfigError
 from hintcolor.evaluation import evaluate
+from hintcolor.suggestions import has_color_distribution
 
 SHIPPED = ROOT / "models" / "hintcolor-v1" / "model.ckpt"
 
@@ -22,9 +23,10 @@ def test_the_shipped_model_is_small_safe_and_documented() -> None:
     assert SHIPPED.stat().st_size <= 25e6
     ckpt = torch.load(SHIPPED, map_location="cpu", weights_only=True)
     assert set(ckpt) == {"state_dict", "hintcolor_config"}  # weights and config, nothing else
-    backbone, cfg = load_backbone(SHIPPED)
+    model, cfg = load_backbone(SHIPPED)
     assert cfg.model.name == "resunet"
-    assert backbone.edge_sweeps == cfg.hint_prior.edge_sweeps > 0  # the edge-aware prior
+    assert has_color_distribution(model)  # the page's suggested colours
+    assert model.network.edge_sweeps == cfg.hint_prior.edge_sweeps > 0  # the edge-aware prior
     card = (SHIPPED.parent / "README.md").read_text()
     for must in ("imagenet-sample", "levin", "Licence", "experiment=release", "Wall time"):
         assert must in card
@@ -83,7 +85,7 @@ def test_the_shipped_model_predicts_what_the_code_before_the_backbone_split_did(
 
     from hintcolor.models.hint_prior import push_pull
 
-    network, _ = load_backbone(SHIPPED)
+    network = load_backbone(SHIPPED)[0].network  # under the colour head
     x = _photo_input((96, 136))
     with torch.no_grad():
         prior = push_pull(
@@ -94,17 +96,12 @@ def test_the_shipped_model_predicts_what_the_code_before_the_backbone_split_did(
         assert torch.equal(network(x), expected)
 
 
-def test_a_colour_head_on_the_frozen_shipped_model_keeps_its_output() -> None:
-    from conftest import color_head
-
-    from hintcolor.build import build_backbone
-    from hintcolor.checkpoints import load_network_weights
-
-    shipped, cfg = load_backbone(SHIPPED)
-    head = color_head(build_backbone(cfg), width=8)  # what init_from does
-    load_network_weights(head, SHIPPED)
+def test_the_shipped_colour_head_leaves_the_network_output_alone() -> None:
+    # the head was trained on the frozen network (experiment=release_head): the ab output and
+    # so the model card's evaluation are the network's own
+    shipped, _ = load_backbone(SHIPPED)
     x = _photo_input((64, 96))
     with torch.no_grad():
-        ab, logits = head.eval().forward_with_distribution(x)
-        assert torch.equal(ab, shipped(x)) and torch.equal(head(x), ab)
+        ab, logits = shipped.forward_with_distribution(x)
+        assert torch.equal(ab, shipped.network(x)) and torch.equal(shipped(x), ab)
     assert logits.shape == (1, 262, 16, 24)
