@@ -182,8 +182,10 @@ def test_malformed_hint_requests_are_4xx_naming_the_problem(client, path) -> Non
 
 def test_kept_photos_are_bounded_in_bytes_least_recently_used_dropped(colorizer) -> None:
     data = SAMPLE.read_bytes()
-    one = photos.open_photo(data, colorizer, 10**9, 10**9).nbytes
-    assert len(data) <= one < 2 * len(data)  # the file's bytes, not its decoded pixels
+    photo = photos.open_photo(data, colorizer, 10**9, 10**9)
+    colorizer.preview(photo, [])  # as the server opens it: its caches are counted too
+    one = photo.nbytes
+    assert len(data) <= one < 512 * 341 * 3  # the file's bytes, not its decoded pixels
     limits = Limits(max_photo_memory_mb=2.5 * one / 1e6)  # room for two
     client = TestClient(create_app(colorizer, KODAK / "val", limits))
     first, second = (client.post("/api/samples/" + SAMPLE.name).json()["id"] for _ in range(2))

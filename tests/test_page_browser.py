@@ -410,3 +410,37 @@ def test_dragging_in_the_picker_keeps_one_request_in_flight_and_ends_full_size(
     assert page.get_attribute("#result", "data-quality") == "full"
     assert hue_difference(result_ab(page, hint["x"], hint["y"]), (hint["a"], hint["b"])) < 10
     assert page.locator("#recent .swatch").count() == 2
+
+
+@pytest.fixture(scope="module")
+def head_url() -> Iterator[str]:
+    """The app with a tiny random network that has a colour-distribution head."""
+    from conftest import color_head
+
+    network = color_head(tiny_network(), width=8)
+    colorizer = Colorizer(network, working_size=128, interactive_size=96, precision="32-true")
+    with serve(create_app(colorizer, KODAK / "val", Limits())) as url:
+        yield url
+
+
+def test_suggestions_from_a_colour_head_are_shown_with_their_probabilities(browser, head_url):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(head_url)
+        page.wait_for_function("document.getElementById('samples').options.length > 4")
+        page.select_option("#samples", SAMPLE.name)
+        page.wait_for_function("Number(document.getElementById('result').dataset.version) > 0")
+        click_photo(page, 0.4, 0.5)
+        assert "likeliest colours" in page.text_content("#suggest-source")
+        offer = page.evaluate("suggested")
+        assert offer["source"] == "distribution" and 1 <= len(offer["suggestions"]) <= 8
+        [hint] = hints(page)
+        start = offer["suggestions"][offer["start"]]["ab"]
+        assert [hint["a"], hint["b"]] == pytest.approx(start)
+        titles = page.eval_on_selector_all("#suggestions .swatch", "bs => bs.map((b) => b.title)")
+        assert len(titles) == len(offer["suggestions"]) and all(" %" in t for t in titles)
+        other = offer["suggestions"][-1]["ab"]
+        settled_after(page, lambda: page.locator("#suggestions .swatch").last.click())
+        assert [hints(page)[0]["a"], hints(page)[0]["b"]] == pytest.approx(other)
+    finally:
+        page.close()

@@ -41,24 +41,16 @@ from hintcolor.data.color import (
     normalized_lab_to_rgb,
     rgb_uint8_to_normalized_lab,
 )
+from hintcolor.models.color_distribution import DISTRIBUTION_STRIDE
 from hintcolor.palette import prediction_palette
+from hintcolor.suggestions import (
+    Suggestion,
+    has_color_distribution,
+    rank_suggestions,
+    starting_index,
+    suggest_colors,
+)
 from hintcolor.user_hints import UserHint, render_user_hints
-
-# INTERIM until hintcolor.suggestions lands (the colour head): no model has a distribution yet
-try:
-    from hintcolor.suggestions import Suggestion, has_color_distribution, suggest_colors
-except ImportError:
-
-    @dataclass(frozen=True)
-    class Suggestion:  # type: ignore[no-redef]
-        color: str
-        ab: tuple[float, float]
-        probability: float
-
-    def has_color_distribution(network: nn.Module) -> bool:  # type: ignore[misc]
-        return False
-
-    suggest_colors = None  # type: ignore[assignment]
 from hintcolor.utils.hardware import fast_precision
 
 # pixels converted to and from Lab at a time by a full-resolution colorize: ~50 MB of floats
@@ -79,6 +71,17 @@ def to_tensor(rgb: np.ndarray) -> Tensor:
 def to_uint8(rgb: Tensor) -> np.ndarray:
     """(1, 3, H, W) float RGB in [0, 1] -> (H, W, 3) uint8."""
     return (rgb[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def distribution_at(probabilities: Tensor, x: int, y: int) -> Tensor:
+    """(Q,) probabilities at pixel (``x``, ``y``) of a colour head's (1, Q, rows, cols) map at
+    1/4 resolution, read as ``F.interpolate(scale_factor=4, mode="bilinear")`` reads it (as
+    :func:`hintcolor.suggestions.point_distribution` does from the head itself)."""
+    rows, cols = probabilities.shape[-2:]
+    u, v = (x + 0.5) / DISTRIBUTION_STRIDE, (y + 0.5) / DISTRIBUTION_STRIDE  # in cells
+    grid = torch.tensor([[[[2 * u / cols - 1, 2 * v / rows - 1]]]], dtype=probabilities.dtype)
+    read = F.grid_sample(probabilities, grid, "bilinear", "border", align_corners=False)
+    return read[0, :, 0, 0]
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,9 @@ class PreparedPhoto:
     # the last network output, ((network size, hints), ab): a suggestion, the idle preview and
     # a download that follow a preview with the same hints reuse it instead of running again
     last_prediction: tuple[tuple[int, tuple[UserHint, ...]], Tensor] | None = None
+    # with a colour head, the last settled preview's colour distribution, (key as above,
+    # (1, Q, h/4, w/4) probabilities: ~3.4 MB at 256 px): a new hint's suggestions read it
+    last_distribution: tuple[tuple[int, tuple[UserHint, ...]], Tensor] | None = None
 
     @property
     def photo_size(self) -> tuple[int, int]:
@@ -110,9 +116,11 @@ class PreparedPhoto:
 
     @property
     def nbytes(self) -> int:
-        """The memory this photo holds (what the page's photo budget counts)."""
-        tensors = sum(t.element_size() * t.nelement() for t in self.lightness.values())
-        return self.full.nbytes + tensors
+        """The memory this photo holds (what the page's photo budget counts; the caches are
+        as large from the first preview on)."""
+        tensors = [*self.lightness.values()]
+        tensors += [c[1] for c in (self.last_prediction, self.last_distribution) if c]
+        return self.full.nbytes + sum(t.element_size() * t.nelement() for t in tensors)
 
     def gray(self, size: int) -> np.ndarray:
         """(h, w, 3) uint8 grayscale at the longer side ``size``."""
@@ -262,7 +270,14 @@ class Colorizer:
         else:
             x, _, _ = self.model_input(photo, hints, size)
             with self.autocast():
-                ab = self.traced.network_for(x)(x).float()
+                if not fast and has_color_distribution(self.backbone):
+                    # the settled preview keeps the photo's colour distribution too (the head
+                    # on the same pass): the next click's suggestions need no pass of their own
+                    ab, logits = self.backbone.forward_with_distribution(x)
+                    photo.last_distribution = (key, F.softmax(logits.float(), dim=1))
+                else:
+                    ab = self.traced.network_for(x)(x)
+            ab = ab.float()
             photo.last_prediction = (key, ab)
         l_small = photo.lightness[self.working_size]
         if ab.shape[-2:] != l_small.shape[-2:]:
@@ -315,15 +330,27 @@ class Colorizer:
     ) -> Suggestions:
         """Colours for a hint at (``x``, ``y``) in photo pixels, given the other hints.
 
-        From the network's colour distribution where it has one (``source`` "distribution",
-        read at the interactive size: a click waits for it, and the distribution is smooth);
-        otherwise its predicted colour there and more saturated versions of that hue at the
-        pixel's lightness (``source`` "prediction"), so a new hint never starts near gray.
+        From the network's colour distribution where it has one (``source`` "distribution":
+        the settled preview's when it is that of these hints, as for a new hint's click; else
+        a pass at the interactive size, for a selected hint given the others); otherwise its
+        predicted colour there and more saturated versions of that hue at the pixel's
+        lightness (``source`` "prediction"), so a new hint never starts near gray.
         """
         px, py = self._pixel(photo, x, y, self.working_size)
         l_small = photo.lightness[self.working_size]
         lightness = float(l_small[0, 0, py, px]) * L_SCALE + L_CENTER
         if has_color_distribution(self.backbone):
+            settled = photo.last_distribution
+            if settled is not None and settled[0] == (self.working_size, tuple(hints)):
+                # a new hint's click: the settled preview's distribution, read at the point
+                found = rank_suggestions(
+                    distribution_at(settled[1], px, py),
+                    self.backbone.bins,
+                    lightness,
+                    count,
+                    merge_radius=self.backbone.distribution.grid * math.sqrt(2),
+                )
+                return Suggestions("distribution", lightness, found, starting_index(found))
             model_input, _, _ = self.model_input(photo, hints, self.interactive_size)
             qx, qy = self._pixel(photo, x, y, self.interactive_size)
             found, start = suggest_colors(self.backbone, model_input, qx, qy, count, self.bf16)

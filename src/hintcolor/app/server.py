@@ -128,6 +128,9 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
     watch = CpuWatch(torch.get_num_threads())
     heavy = Lane("heavy", limits.workers, limits.queue, watch.threads, limits.workers_nice)
     clicks = Lane("click", limits.click_workers, limits.queue, watch.threads)
+    # tracing the network for a photo's shapes: background work of its own, never a slot a
+    # request could have had (a second photo opened at once, a download)
+    tracer = Lane("trace", 1, 2, lambda: 1, limits.workers_nice)
     samples = (
         {p.name: p for p in sorted(samples_dir.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS}
         if samples_dir and samples_dir.is_dir()
@@ -137,7 +140,7 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        for lane in (heavy, clicks):
+        for lane in (heavy, clicks, tracer):
             lane.shutdown()
         watch.stop()
 
@@ -218,7 +221,7 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
 
     async def trace_later(photo: PreparedPhoto) -> None:
         with contextlib.suppress(HTTPException):  # the lane is busy: clicks run untraced
-            await heavy.run(colorizer.trace_for, photo)
+            await tracer.run(colorizer.trace_for, photo)
 
     async def open_request(data: bytes | Path, name: str) -> dict[str, Any]:
         photo, body = await heavy.run(open_job, data)
