@@ -289,7 +289,7 @@ def click_lines(r: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | --- |",
         *(f"| {name} | {v['median']:.0f} | {v['p95']:.0f} | {v['max']:.0f} |" for name, v in rows),
         "",
-        "threads the clicks' previews ran on (the cores no other process was using): "
+        "threads the clicks' previews ran on: "
         + ", ".join(f"{n}: {k} clicks" for n, k in sorted(r["threads"].items())),
         f"bar: click -> painted preview median <= {median_bar:.0f} ms and p95 <= "
         f"{p95_bar:.0f} ms: {'met' if met else 'NOT met'}",

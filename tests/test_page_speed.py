@@ -1,5 +1,5 @@
-"""What keeps the page's clicks fast: the fast preview (the network at the interactive size),
-the last prediction reused, the network traced per shape, and threads only on free cores."""
+"""What keeps the page fast: the fast preview (the network at the interactive size), the last
+prediction reused, and heavy work's threads only on free cores."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 
 from hintcolor.app.cores import CpuWatch
-from hintcolor.inference import Colorizer, TracedNetworks
+from hintcolor.inference import Colorizer
 from hintcolor.models.backbones import ResUNet
 from hintcolor.models.hint_prior import PushPullResidual
 from hintcolor.user_hints import parse_hints
@@ -73,35 +73,6 @@ def test_the_last_prediction_is_reused_for_the_same_hints_and_size(rgb) -> None:
     colorizer.predict_ab(photo, hints, fast=True)  # another size
     colorizer.predict_ab(photo, [])  # other hints
     assert len(network.calls) == 3
-
-
-def test_the_traced_network_gives_the_same_colours(rgb) -> None:
-    colorizer = Colorizer(tiny_network(), working_size=96, interactive_size=64, precision="32-true")
-    photo = colorizer.prepare(rgb)
-    hints = parse_hints([{"x": 200, "y": 150, "color": "#2050d0", "size": 30}])
-    eager = colorizer.predict_ab(photo, hints)
-    photo.last_prediction = None
-    colorizer.trace_for(photo)
-    x = colorizer.model_input(photo, hints)[0]
-    assert colorizer.traced.network_for(x) is not colorizer.backbone
-    assert len(colorizer.traced.graphs) == 2  # both sizes
-    assert (colorizer.predict_ab(photo, hints) - eager).abs().max() < 1e-5
-    other = torch.zeros(1, 4, 20, 30).contiguous(memory_format=torch.channels_last)
-    assert colorizer.traced.network_for(other) is colorizer.backbone  # not traced: as it is
-
-
-def test_a_network_tracing_cannot_take_runs_as_it_is(monkeypatch) -> None:
-    def refuse(*args, **kwargs):
-        raise RuntimeError("cannot trace this")
-
-    network = tiny_network()
-    traced = TracedNetworks(network, max_shapes=1)
-    monkeypatch.setattr(torch.jit, "trace", refuse)
-    x = torch.ones(1, 4, 8, 8)
-    traced.trace(x)
-    assert traced.network_for(x) is network
-    traced.trace(torch.ones(1, 4, 4, 4))  # past max_shapes: the oldest dropped
-    assert list(traced.graphs) == [(1, 4, 4, 4)]
 
 
 def test_jobs_use_every_core_only_while_no_other_process_needs_one() -> None:

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 import time
-import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,46 +126,6 @@ class PreparedPhoto:
         return to_uint8(normalized_lab_to_rgb(l_small, zeros))
 
 
-class TracedNetworks:
-    """The network traced with TorchScript, one graph per input shape, the least recently
-    traced dropped past ``max_shapes``.
-
-    A preview at 128-256 px is ~2,000 small operations, and Python's dispatch of each is a
-    good part of its time: traced, the shipped model's preview took 24 ms instead of 30 at
-    128 px and 77 instead of 87 at 256 (one core; the same values to 1e-7). A trace holds
-    one input shape (the padding to the backbone's stride is decided in Python), and tracing
-    takes ~1 s, so the page traces each photo's two shapes in the background and runs the
-    network as it is until they are ready. The traced graphs share the network's weights.
-    """
-
-    def __init__(self, network: nn.Module, max_shapes: int = 8) -> None:
-        self.network, self.max_shapes = network, max_shapes
-        self.graphs: OrderedDict[tuple[int, ...], nn.Module] = OrderedDict()
-        self.lock = threading.Lock()  # one trace at a time; lookups need none
-
-    def network_for(self, x: Tensor) -> nn.Module:
-        """The traced network for ``x``'s shape if there is one, else the network itself."""
-        return self.graphs.get(tuple(x.shape), self.network)
-
-    @torch.inference_mode()
-    def trace(self, x: Tensor) -> None:
-        key = tuple(x.shape)
-        with self.lock:
-            if key in self.graphs:
-                return
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # TracerWarnings: Python values kept as constants
-                try:
-                    graph = torch.jit.trace(self.network, x, check_trace=False)
-                    for _ in range(2):  # TorchScript optimises the graph on its second run
-                        graph(x)
-                except Exception:  # a network TorchScript cannot trace runs as it is
-                    graph = self.network
-            self.graphs[key] = graph
-            while len(self.graphs) > self.max_shapes:
-                self.graphs.popitem(last=False)
-
-
 class Colorizer:
     """A trained backbone ready for photos of any size and user hints.
 
@@ -203,7 +160,6 @@ class Colorizer:
         self.bf16 = precision.startswith("bf16")
         self.keep_hint_colors = keep_hint_colors
         self.backbone.to(memory_format=torch.channels_last)
-        self.traced = TracedNetworks(self.backbone)
 
     @classmethod
     def from_checkpoint(cls, ckpt_path: str | Path, **kwargs) -> Colorizer:
@@ -241,14 +197,6 @@ class Colorizer:
         x = torch.cat([l_small, hint_ab, mask], dim=1)
         return x.contiguous(memory_format=torch.channels_last), hint_ab, mask
 
-    def trace_for(self, photo: PreparedPhoto) -> None:
-        """Trace the network for this photo's previews (both sizes; seconds of work, for a
-        background thread): the page's clicks then run it traced (:class:`TracedNetworks`)."""
-        if self.bf16:  # autocast does not reach into a traced graph: float32 only
-            return
-        for size in {self.working_size, self.interactive_size}:
-            self.traced.trace(self.model_input(photo, [], size)[0])
-
     def autocast(self) -> contextlib.AbstractContextManager:
         """The precision the network runs in (bf16 autocast where the hardware has it)."""
         if self.bf16:
@@ -276,7 +224,7 @@ class Colorizer:
                     ab, logits = self.backbone.forward_with_distribution(x)
                     photo.last_distribution = (key, F.softmax(logits.float(), dim=1))
                 else:
-                    ab = self.traced.network_for(x)(x)
+                    ab = self.backbone(x)
             ab = ab.float()
             photo.last_prediction = (key, ab)
         l_small = photo.lightness[self.working_size]

@@ -1,11 +1,11 @@
-"""How many cores the page's work may use right now: the ones other processes leave free.
+"""How many cores the page's heavy work may use right now: the ones other processes leave free.
 
-A click's network pass is ~2,000 small operations, each an OpenMP parallel region whose threads
-all have to arrive before the next one starts. On 2 idle cores, 2 threads run it in ~0.6x the
-time of one. But when another process keeps one core busy (a training run, the browser), the
-second thread waits for that core at every region: measured here, a click's preview took
-3.1 s with 2 threads against 58 ms with 1. So each job asks :class:`CpuWatch` first and uses
-every core only while no other process needs one.
+torch runs each operation as an OpenMP parallel region whose threads all have to arrive before
+the next one starts. When another process keeps one core busy (a training run, the browser),
+a second thread waits for that core at every region: measured here, a preview (~2,000 small
+operations) took 3.1 s with 2 threads against 58 ms with 1. So opening a photo and a download
+ask :class:`CpuWatch` first and use every core only while no other process needs one. (A click
+always runs on one core: see the server.)
 """
 
 from __future__ import annotations

@@ -14,8 +14,6 @@ kept by :mod:`.photos`, images encoded by :mod:`.encode`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import math
 import time
@@ -122,15 +120,13 @@ def number(data: dict[str, Any], key: str) -> float:
 def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -> FastAPI:
     photos = PhotoStore(limits.max_photos, int(limits.max_photo_memory_mb * 1e6))
     names: dict[str, str] = {}  # photo id -> its name (the page names downloads after it)
-    background: set[asyncio.Future] = set()  # jobs nobody awaits, kept until done
-    # Every job runs torch on the cores no other process is using (.cores): a click alone on
-    # an idle machine gets all of them; the download's threads, niced, yield to a click's
+    # Opening and downloading run torch on the cores no other process is using (.cores), niced
+    # so that a click's thread comes first. A click runs on one core: its preview is ~2,000
+    # small operations, and from a lane's thread two cores made it slower even when both were
+    # idle (76 ms against 45 for the shipped model at 128 px, in the server on this machine)
     watch = CpuWatch(torch.get_num_threads())
     heavy = Lane("heavy", limits.workers, limits.queue, watch.threads, limits.workers_nice)
-    clicks = Lane("click", limits.click_workers, limits.queue, watch.threads)
-    # tracing the network for a photo's shapes: background work of its own, never a slot a
-    # request could have had (a second photo opened at once, a download)
-    tracer = Lane("trace", 1, 2, lambda: 1, limits.workers_nice)
+    clicks = Lane("click", limits.click_workers, limits.queue, lambda: 1)
     samples = (
         {p.name: p for p in sorted(samples_dir.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS}
         if samples_dir and samples_dir.is_dir()
@@ -140,7 +136,7 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        for lane in (heavy, clicks, tracer):
+        for lane in (heavy, clicks):
             lane.shutdown()
         watch.stop()
 
@@ -219,16 +215,9 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
 
     # ---- requests: read and checked on the event loop, cheap by construction ------------
 
-    async def trace_later(photo: PreparedPhoto) -> None:
-        with contextlib.suppress(HTTPException):  # the lane is busy: clicks run untraced
-            await tracer.run(colorizer.trace_for, photo)
-
     async def open_request(data: bytes | Path, name: str) -> dict[str, Any]:
         photo, body = await heavy.run(open_job, data)
         photo_id = photos.add(photo)
-        # the network traced for this photo's shapes, in the background (clicks need not wait)
-        background.add(asyncio.ensure_future(trace_later(photo)))
-        background.difference_update([t for t in background if t.done()])
         names[photo_id] = name
         for gone in names.keys() - photos.photos.keys():
             del names[gone]
