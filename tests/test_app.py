@@ -265,6 +265,14 @@ def test_suggestions_without_a_colour_head_and_hints_files_checked_by_the_server
     ):
         response = client.post("/api/suggest", json={**point, **bad})
         assert response.status_code == 400 and words in response.json()["error"], bad
+    # a new hint's click: suggestions and the preview with the hint in one request
+    added = client.post("/api/colorize", json={**point, "add": {"x": 250, "y": 170, "size": 8}})
+    offer = json.loads(added.headers["X-Suggestions"])
+    assert added.headers["X-Hints"] == "1" and offer["suggestions"] == body["suggestions"]
+    assert preview_pixels(added).shape == (85, 128, 3)
+    for add, words in (("here", "add must be"), ({"x": 9999, "y": 1}, "outside the 512x341")):
+        refused = client.post("/api/colorize", json={**point, "add": add})
+        assert refused.status_code == 400 and words in refused.json()["error"]
     loaded = client.post("/api/hints", json={"id": photo["id"], "hints": [
         {"x": 10, "y": 20.5, "color": "#FF0000", "size": 3}, {"x": 5, "y": 6, "color": [30, -40]},
     ]}).json()["hints"]  # fmt: skip

@@ -37,7 +37,7 @@ from hintcolor.app.encode import DOWNLOAD_FORMATS, encode_download, png_data_url
 from hintcolor.app.lanes import Lane
 from hintcolor.app.photos import PhotoStore, display_name, open_photo
 from hintcolor.data.images import IMAGE_EXTENSIONS
-from hintcolor.inference import Colorizer, PreparedPhoto
+from hintcolor.inference import Colorizer, PreparedPhoto, Suggestions
 from hintcolor.user_hints import HintError, UserHint, parse_hints
 
 STATIC = Path(__file__).parent / "static"
@@ -117,6 +117,23 @@ def number(data: dict[str, Any], key: str) -> float:
     return float(value)
 
 
+def suggestions_json(found: Suggestions) -> dict[str, Any]:
+    """What the page gets for a point's suggested colours (probability None: none known)."""
+    return {
+        "source": found.source,
+        "lightness": found.lightness,
+        "start": found.start,
+        "suggestions": [
+            {
+                "color": s.color,
+                "ab": [round(float(s.ab[0]), 2), round(float(s.ab[1]), 2)],
+                "probability": s.probability if math.isfinite(s.probability) else None,
+            }
+            for s in found.colors
+        ],
+    }
+
+
 def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -> FastAPI:
     photos = PhotoStore(limits.max_photos, int(limits.max_photo_memory_mb * 1e6))
     names: dict[str, str] = {}  # photo id -> its name (the page names downloads after it)
@@ -170,9 +187,18 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
         except HintError as exc:
             raise HTTPException(400, str(exc)) from None
 
-    def preview_job(photo: PreparedPhoto, raw: Any, fast: bool) -> Response:
+    def preview_job(photo: PreparedPhoto, raw: Any, fast: bool, add: Any) -> Response:
         start = time.perf_counter()
         hints = hints_of(photo, raw)
+        extra = {}
+        if add is not None:
+            # a new hint's click in one request: its suggested colours (given the other
+            # hints) and the preview with it in the start colour, one round trip less
+            new = hints_of(photo, [{**add, "color": [0, 0]}])[0]
+            found = colorizer.suggest(photo, hints, new.x, new.y)
+            a, b = (round(v, 2) for v in found.colors[found.start].ab)
+            hints = [*hints, UserHint(new.x, new.y, a, b, new.size)]
+            extra["X-Suggestions"] = json.dumps(suggestions_json(found))
         rgb = colorizer.preview(photo, hints, fast)
         headers = {
             "X-Width": str(rgb.shape[1]),
@@ -181,26 +207,14 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
             "X-Fast": "1" if fast and colorizer.interactive_size != colorizer.working_size else "0",
             "X-Server-Ms": f"{(time.perf_counter() - start) * 1000:.1f}",
             "X-Threads": str(torch.get_num_threads()),  # cores it ran on (.cores)
+            **extra,
         }
         return Response(rgba_bytes(rgb), media_type="application/octet-stream", headers=headers)
 
     def suggest_job(photo: PreparedPhoto, raw: Any, x: float, y: float, count: int):
         start = time.perf_counter()
         found = colorizer.suggest(photo, hints_of(photo, raw), x, y, count)
-        return {
-            "source": found.source,
-            "lightness": found.lightness,
-            "start": found.start,
-            "suggestions": [
-                {
-                    "color": s.color,
-                    "ab": [float(s.ab[0]), float(s.ab[1])],
-                    "probability": s.probability if math.isfinite(s.probability) else None,
-                }
-                for s in found.colors
-            ],
-            "ms": (time.perf_counter() - start) * 1000,
-        }
+        return {**suggestions_json(found), "ms": (time.perf_counter() - start) * 1000}
 
     def hints_job(photo: PreparedPhoto, raw: Any) -> dict[str, Any]:
         return {
@@ -293,9 +307,15 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
     @app.post("/api/colorize")
     async def colorize(request: Request) -> Response:
         """The preview for these hints as raw RGBA (X-Width x X-Height); ``"fast": true``
-        runs the network at the interactive size (while hints move)."""
+        runs the network at the interactive size (while hints move). ``"add": {"x", "y",
+        "size"}`` adds a hint there in its suggested start colour, the suggestions (as
+        /api/suggest gives them) in the X-Suggestions header."""
         data = await json_request(request)
-        return await clicks.run(preview_job, *photo_and_hints(data), data.get("fast") is True)
+        add = data.get("add")
+        if add is not None and not isinstance(add, dict):
+            raise HTTPException(400, 'add must be {"x": ..., "y": ..., "size": ...}')
+        fast = data.get("fast") is True
+        return await clicks.run(preview_job, *photo_and_hints(data), fast, add)
 
     @app.post("/api/suggest")
     async def suggest(request: Request) -> dict[str, Any]:

@@ -72,6 +72,7 @@ let selected = -1;       // index of the hint the picker edits
 let cursor = null;       // {x, y}: the keyboard's cursor on the grayscale (working pixels)
 let suggested = null;    // {hint, source, suggestions, start} shown for the selected hint
 let recent = [];         // [{a, b}] most recent first
+const adds = [];         // clicks for new hints, waiting for the server's suggested colour
 const past = [], future = [];   // undo / redo: snapshots of hints and selection
 const MAX_HISTORY = 200, MAX_RECENT = 8;
 const MAX_HINTS_FILE = 1 << 20;
@@ -148,6 +149,12 @@ function draw() {
       inputCtx.strokeRect(x - 0.5, y - 0.5, side + 1, side + 1);
     }
   });
+  for (const add of adds) {  // a click whose hint is on its way
+    const side = Math.max(add.size / s, 3);
+    inputCtx.lineWidth = 1;
+    inputCtx.strokeStyle = "#fff";
+    inputCtx.strokeRect(add.x / s - side / 2 - 0.5, add.y / s - side / 2 - 0.5, side + 1, side + 1);
+  }
   if (cursor && input.matches(":focus-visible")) {  // focused from the keyboard
     inputCtx.lineWidth = 1;
     inputCtx.setLineDash([2, 2]);
@@ -317,13 +324,18 @@ async function pump() {
 }
 
 async function send(fast) {
-  const current = photo, edits = updates.edits;
+  const current = photo, edits = updates.edits, add = adds[0];
   updates.inFlight = true;
   setBusy(true);
   try {
-    const response = await postJson("/api/colorize", {id: current.id, hints: hints.map(wire), fast});
+    const response = await postJson("/api/colorize", {id: current.id, hints: hints.map(wire), fast, add});
     const pixels = new Uint8ClampedArray(await response.arrayBuffer());
     if (photo !== current) return;
+    if (add) {  // the preview has the new hint: it joins the hints before the preview is shown
+      adds.shift();
+      added(add, JSON.parse(response.headers.get("X-Suggestions")));
+      if (adds.length) updates.dirty = true;  // the next click's hint
+    }
     const w = Number(response.headers.get("X-Width")), h = Number(response.headers.get("X-Height"));
     resultCtx.putImageData(new ImageData(pixels, w, h), 0, 0);
     result.dataset.quality = response.headers.get("X-Fast") === "1" ? "fast" : "full";
@@ -340,9 +352,12 @@ async function send(fast) {
       if (error.status === 503) {  // busy: try again shortly with the latest hints
         updates.dirty = true;
         await new Promise((resolve) => setTimeout(resolve, 500));
+      } else if (add) {
+        adds.shift();  // a click the server refused: no hint
       }
     }
   } finally {
+    if (add) draw();
     updates.inFlight = false;
     pump();
     if (plane.stale && !updates.inFlight) drawPanel();
@@ -431,28 +446,25 @@ async function fetchSuggestions(index) {  // for an existing hint, given the oth
   }
 }
 
-async function addHint(px, py) {  // a new hint at working pixel (px, py), in the suggested colour
+function addHint(px, py) {  // a new hint at working pixel (px, py), in the suggested colour
   const s = scale();
-  const x = Math.min((px + 0.5) * s, photo.width - 0.5);
-  const y = Math.min((py + 0.5) * s, photo.height - 0.5);
-  const current = photo;
-  let body;
-  try {
-    body = await suggestAt(x, y, hints);
-  } catch (error) {
-    say(error.message, true);
-    return;
-  }
-  if (photo !== current) return;
-  const start = body.suggestions[body.start];
+  // the server suggests its colour and previews it in one request (send(): adds)
+  adds.push({
+    x: Math.min((px + 0.5) * s, photo.width - 0.5),
+    y: Math.min((py + 0.5) * s, photo.height - 0.5),
+    size: Math.max(1, Math.round(Number($("size").value) * s)),
+  });
+  changed();
+}
+
+function added(add, body) {  // the server's answer to a new hint: it joins the hints
   remember();
-  const hint = {x, y, a: start.ab[0], b: start.ab[1], hex: null,
-    size: Math.max(1, Math.round(Number($("size").value) * s))};
+  const start = body.suggestions[body.start];
+  const hint = {x: add.x, y: add.y, a: start.ab[0], b: start.ab[1], hex: null, size: add.size};
   hints.push(hint);
   selected = hints.length - 1;
   suggested = {hint, ...body};
   useColor(hint.a, hint.b);
-  changed();
 }
 
 function hintAt(px, py) {  // the topmost hint under working pixel (px, py), or -1
@@ -735,7 +747,7 @@ async function openPhoto(request) {
     selected = -1;
     cursor = null;
     suggested = null;
-    past.length = future.length = 0;
+    past.length = future.length = adds.length = 0;
     Object.assign(updates, {dirty: false, settled: true});
     fit();
     draw();
