@@ -299,7 +299,10 @@ function setBusy(busy) {
   result.dataset.updating = String(busy);
 }
 
-async function pump() {
+// after the next frame is painted: work that would otherwise hold up showing a preview
+const afterPaint = (fn) => requestAnimationFrame(() => setTimeout(fn));
+
+function pump() {
   if (updates.inFlight || !photo) return;
   let fast;
   if (updates.dirty) {
@@ -360,7 +363,7 @@ async function send(fast) {
     if (add) draw();
     updates.inFlight = false;
     pump();
-    if (plane.stale && !updates.inFlight) drawPanel();
+    if (plane.stale && !updates.inFlight) afterPaint(drawPanel);
   }
 }
 
