@@ -13,8 +13,8 @@ from conftest import KODAK, angle_between, lab_hue, midtone_photo, run_cli
 from PIL import Image
 
 from hintcolor.data.color import AB_SCALE, rgb_uint8_to_normalized_lab
-from hintcolor.metrics import psnr_per_image
 from hintcolor.inference import Colorizer, to_tensor
+from hintcolor.metrics import psnr_per_image
 from hintcolor.user_hints import (
     HintError,
     UserHint,
