@@ -60,7 +60,7 @@ def app() -> Iterator[tuple[str, GatedColorizer]]:
     ckpt = os.environ.get("HINTCOLOR_APP_CKPT")
     if ckpt:
         backbone = GatedColorizer.from_checkpoint(ckpt).backbone
-        colorizer = GatedColorizer(backbone, working_size=256, interactive_size=160)
+        colorizer = GatedColorizer(backbone, working_size=256, interactive_size=96)
     else:
         colorizer = GatedColorizer(
             tiny_network(), working_size=128, interactive_size=96, precision="32-true"
