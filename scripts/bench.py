@@ -36,6 +36,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch  # noqa: E402
 from bench_app import click_lines, measure_page  # noqa: E402
 from entry_points import QUICK_WIDTHS  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 from reports import publish  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
@@ -143,7 +144,9 @@ def training_throughput(cfg, steps: int, rounds: int, warmup: int) -> dict[str, 
     loader = iter(datamodule.train_dataloader())
     batches = [datamodule.on_after_batch_transfer(next(loader), 0) for _ in range(4)]
     del loader
-    optimizer = module.configure_optimizers()["optimizer"]
+    # the configured optimiser itself: configure_optimizers() would also size the schedule from
+    # a Trainer, which this loop does not have (the schedule does not change a step's cost)
+    optimizer = instantiate(module.hparams.optimizer)(params=module.parameters())
     precision = str(resolve_precision(cfg.trainer))
 
     def bare_step(batch: dict[str, torch.Tensor]) -> None:
