@@ -71,9 +71,10 @@ app: install
 	$(PY) src/app.py $(if $(CKPT),ckpt_path=$(CKPT)) $(ARGS)
 
 # Does the page stay responsive? GET / and a click, idle and during a 24-megapixel download,
-# against the real server (CKPT=path/to/best.ckpt, or a tiny model is trained first)
+# against the real server (the shipped model, or CKPT=path/to/best.ckpt); regenerates the
+# README's bench-app block
 bench-app: install
-	$(PY) scripts/bench_app.py $(if $(CKPT),--ckpt $(CKPT)) $(ARGS)
+	$(PY) scripts/bench_app.py --readme README.md $(if $(CKPT),--ckpt $(CKPT)) $(ARGS)
 
 # optuna-dashboard on a study of logs/optuna/ (STUDY=name), on 127.0.0.1 only
 STUDY ?= hintcolor
