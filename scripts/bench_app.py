@@ -324,7 +324,7 @@ def download_breakdown(ckpt: Path | None, data: bytes) -> dict[str, float]:
     rgb = colorizer.colorize(photo, [], timings)
     for fmt in ("png", "jpeg"):
         start = time.perf_counter()
-        size = len(encode_download(rgb, fmt))
+        size = len(encode_download(rgb, fmt, threads=torch.get_num_threads()))
         timings[f"encode_{fmt}"] = time.perf_counter() - start
         timings[f"{fmt}_mb"] = size / 1e6
     timings["threads"] = torch.get_num_threads()

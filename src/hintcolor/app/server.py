@@ -225,7 +225,9 @@ def create_app(colorizer: Colorizer, samples_dir: Path | None, limits: Limits) -
         }
 
     def download_job(photo: PreparedPhoto, raw: Any, fmt: str) -> bytes:
-        return encode_download(colorizer.colorize(photo, hints_of(photo, raw)), fmt)
+        rgb = colorizer.colorize(photo, hints_of(photo, raw))
+        # a PNG deflates on as many threads as the lane gave torch for this job (.cores)
+        return encode_download(rgb, fmt, threads=torch.get_num_threads())
 
     # ---- requests: read and checked on the event loop, cheap by construction ------------
 
