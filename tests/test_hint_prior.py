@@ -12,7 +12,12 @@ from hintcolor.baselines import idw_baseline
 from hintcolor.build import build_backbone
 from hintcolor.data.hints import FixedHints
 from hintcolor.models.backbones import ResUNet
-from hintcolor.models.hint_prior import PushPullResidual, luminance_weights, push_pull
+from hintcolor.models.hint_prior import (
+    PushPullResidual,
+    edge_guide,
+    luminance_weights,
+    push_pull,
+)
 
 
 def _hints(b: int = 2, h: int = 37, w: int = 53) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,6 +173,39 @@ def test_guided_wrapper_is_built_from_config_and_runs_under_autocast() -> None:
         out = model(x)
     # gain 0: the untrained model is the edge-aware fill, computed in float32
     assert torch.allclose(out, push_pull(ab, mask, luma=luma, edge_sweeps=4), atol=1e-6)
+
+
+def test_edge_guide_computed_beforehand_gives_the_same_fill() -> None:
+    luma, ab, mask = _step_edge()
+    expected = push_pull(ab, mask, luma=luma, edge_sweeps=3)
+    assert torch.equal(push_pull(ab, mask, edge_sweeps=3, guide=edge_guide(luma)), expected)
+
+
+def test_one_photos_guide_is_reused_in_inference_and_never_mixed_up() -> None:
+    """The page's clicks on one photo: the guide is computed once, found again only for the
+    very same luma, and a model in training (or a batch) never keeps one."""
+    torch.manual_seed(0)
+    model = PushPullResidual(ResUNet(in_channels=6, widths=(4, 8), bridge=8), 0.5, edge_sweeps=2)
+    luma, ab, mask = _step_edge()
+    x = torch.cat([luma - 0.5, ab, mask], dim=1)
+    other = x.clone()
+    other[:, :1, :, :3] += 0.1  # another photo of the same size: three columns differ
+    with torch.no_grad():
+        fresh = [model.eval()(v) for v in (x, other)]  # the first time: computed
+        assert len(model._guides.entries) == 2
+        again = [model(v) for v in (x, other, x)]  # found again, output bit-identical
+        assert len(model._guides.entries) == 2
+        assert torch.equal(again[0], fresh[0]) and torch.equal(again[2], fresh[0])
+        assert torch.equal(again[1], fresh[1]) and not torch.equal(fresh[0], fresh[1])
+        model(torch.cat([x, other]))  # a batch: not kept
+        assert len(model._guides.entries) == 2
+    model.train()(x)
+    assert len(model._guides.entries) == 2
+    import copy
+    import pickle
+
+    assert copy.deepcopy(model)._guides.entries == []
+    assert pickle.loads(pickle.dumps(model))._guides.entries == []
 
 
 @pytest.mark.slow  # the exporter traces every level's sweeps: minutes on 2 cores

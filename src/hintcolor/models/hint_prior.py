@@ -23,6 +23,8 @@ Levin solve (PSNR@10 26.35 dB vs 26.30; push-pull 26.02, IDW 26.06; 256 px).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -88,12 +90,24 @@ def _average_neighbours(weights: Tensor, u: Tensor) -> Tensor:
     return out
 
 
+def edge_guide(luma: Tensor, levels: int = 12) -> list[Tensor]:
+    """What the edge-aware fill needs from the photo alone: for ``luma`` (B,1,H,W, in [0, 1])
+    and each of push-pull's ``levels`` + 1 levels (finest first), the luminance weights
+    (:func:`luminance_weights`) of that level's mean luma per cell."""
+    lumas = [luma.float()]
+    for _ in range(levels):
+        ones = torch.ones_like(lumas[-1])
+        lumas.append(_pull(lumas[-1]) / _pull(ones))
+    return [luminance_weights(level) for level in lumas]
+
+
 def push_pull(
     ab: Tensor,
     mask: Tensor,
     levels: int = 12,
     luma: Tensor | None = None,
     edge_sweeps: int = 0,
+    guide: list[Tensor] | None = None,
 ) -> Tensor:
     """Fill ab (B,2,H,W) everywhere from the pixels where ``mask`` (B,1,H,W) is 1.
 
@@ -107,13 +121,14 @@ def push_pull(
     exports to ONNX with dynamic height and width.
 
     With ``luma`` (B,1,H,W, in [0, 1]) and ``edge_sweeps`` > 0, every level is then swept
-    that many times with luminance-weighted neighbour averaging (see the module's docstring).
+    that many times with luminance-weighted neighbour averaging (see the module's docstring);
+    ``guide``, :func:`edge_guide` of that luma computed beforehand, stands in for ``luma``.
     """
     alpha = mask.float().clamp(0, 1)
     colour = ab.float() * alpha
-    edges = luma is not None and edge_sweeps > 0
-    if edges:
-        lumas = [luma.float()]
+    if edge_sweeps > 0 and guide is None and luma is not None:
+        guide = edge_guide(luma, levels)
+    edges = guide is not None and edge_sweeps > 0
     pyramid = [(colour, alpha)]
     for _ in range(levels):
         weight = _pull(alpha)
@@ -121,9 +136,6 @@ def push_pull(
         # premultiplied by the clamped weight
         colour = _pull(colour) * (alpha / weight.clamp_min(1e-12))
         pyramid.append((colour, alpha))
-        if edges:  # the mean luma of each cell
-            ones = torch.ones_like(lumas[-1])
-            lumas.append(_pull(lumas[-1]) / _pull(ones))
     filled = pyramid[-1][0] / pyramid[-1][1].clamp_min(1e-12)
     for level in range(levels, -1, -1):
         colour, alpha = pyramid[level]
@@ -133,10 +145,31 @@ def push_pull(
             )
             filled = colour + (1 - alpha) * coarse
         if edges:
-            weights = luminance_weights(lumas[level])
             for _ in range(edge_sweeps):
-                filled = colour + (1 - alpha) * _average_neighbours(weights, filled)
+                filled = colour + (1 - alpha) * _average_neighbours(guide[level], filled)
     return filled
+
+
+class _GuideMemo:
+    """The edge guides of the last few single photos a model in inference saw, found again by
+    exact equality of the luma: the page's clicks on one photo change only the hints, and the
+    guide was ~40 % of the prior's time (3.8 of 9.2 ms at 96x64 px, one thread). Never kept
+    through pickling or copying (a model's copy starts empty)."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size, self.entries = size, []
+
+    def __getstate__(self) -> dict:
+        return {"size": self.size, "entries": []}
+
+    def guide(self, luma: Tensor, compute: Callable[[Tensor], list[Tensor]]) -> list[Tensor]:
+        for n, (key, guide) in enumerate(self.entries):
+            if key.shape == luma.shape and torch.equal(key, luma):
+                self.entries.insert(0, self.entries.pop(n))
+                return guide
+        guide = compute(luma)
+        self.entries = [(luma.clone(), guide), *self.entries[: self.size - 1]]
+        return guide
 
 
 class PushPullResidual(nn.Module):
@@ -162,6 +195,7 @@ class PushPullResidual(nn.Module):
         # and moves away from it only as far as training finds it pays (ReZero, Bachlechner
         # et al. 2021): a short run cannot end below its own prior.
         self.gain = nn.Parameter(torch.full((1, 2, 1, 1), float(initial_gain)))
+        self._guides = _GuideMemo()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # checkpoints from before the gain: the correction was added as it came (gain 1)
@@ -182,8 +216,15 @@ class PushPullResidual(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             planar = x.float().contiguous()  # NCHW: the fill's many slices are faster so
             luma = planar[:, 0:1] + 0.5  # normalised L in [-0.5, 0.5] -> [0, 1]
+            guide = None
+            if self.edge_sweeps > 0 and self._memoizable(luma):
+                guide = self._guides.guide(luma, edge_guide)
             prior = push_pull(
-                planar[:, 1:3], planar[:, 3:4], luma=luma, edge_sweeps=self.edge_sweeps
+                planar[:, 1:3],
+                planar[:, 3:4],
+                luma=luma,
+                edge_sweeps=self.edge_sweeps,
+                guide=guide,
             )
         layout = (
             torch.channels_last
@@ -191,6 +232,16 @@ class PushPullResidual(nn.Module):
             else torch.contiguous_format
         )
         return prior, torch.cat([x, prior.to(x.dtype)], dim=1).contiguous(memory_format=layout)
+
+    def _memoizable(self, luma: Tensor) -> bool:
+        """One photo in inference, run eagerly (not training, exporting or compiling)."""
+        # the tracers first: a test of the batch size would fix it in an exported graph
+        eager = not (
+            torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export()
+            or torch.compiler.is_compiling()
+        )
+        return eager and not self.training and not torch.is_grad_enabled() and luma.shape[0] == 1
 
     def _combine(self, prior: Tensor, correction: Tensor) -> Tensor:
         return (prior + self.gain * correction.float()).clamp(-1.0, 1.0)
