@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
-
 from hintcolor.checkpoints import checkpoint_to_use
+from hintcolor.cli import hydra_entry_point
 from hintcolor.config import ConfigError
 from hintcolor.inference import Colorizer
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="app")
+@hydra_entry_point("app")
 def main(cfg: DictConfig) -> None:
     import uvicorn
 

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
-
 from hintcolor.checkpoints import checkpoint_to_use
+from hintcolor.cli import hydra_entry_point
 from hintcolor.colorize import colorize_files
 from hintcolor.config import ConfigError
 from hintcolor.inference import Colorizer
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="colorize")
+@hydra_entry_point("colorize")
 def main(cfg: DictConfig) -> None:
     try:
         ckpt, which = checkpoint_to_use(cfg.ckpt_path, cfg.paths.shipped_model)

@@ -6,18 +6,16 @@ Writes comparison.md/.csv/.json, val_psnr.png and (with eval results) psnr_at_k.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
-os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
-
+from hintcolor.cli import use_repository_root
 from hintcolor.comparison import CompareError, compare
 
 
 def main() -> None:
-    root = Path(os.environ["HINTCOLOR_ROOT"])
+    root = use_repository_root()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="run dirs, sweep dirs or log trees")
     parser.add_argument("--out", type=Path, help="default: logs/compare/<timestamp>")

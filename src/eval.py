@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
-
+from hintcolor.cli import hydra_entry_point
 from hintcolor.config import ConfigError
 from hintcolor.evaluation import evaluate
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+@hydra_entry_point("eval")
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg, HydraConfig.get().runtime.output_dir)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
-
 from hintcolor.checkpoints import checkpoint_to_use, load_backbone
+from hintcolor.cli import hydra_entry_point
 from hintcolor.config import ConfigError
 
 FORMATS = ("onnx",)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+@hydra_entry_point("export")
 def main(cfg: DictConfig) -> None:
     from hintcolor.export import export_onnx
 

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-os.environ.setdefault("HINTCOLOR_ROOT", str(Path(__file__).resolve().parents[1]))
-
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
 from hintcolor.checkpoints import CheckpointWriteError
+from hintcolor.cli import hydra_entry_point
 from hintcolor.config import ConfigError
 from hintcolor.training import train
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra_entry_point("train")
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)

@@ -25,6 +25,14 @@ def test_cli_error_is_one_line_naming_the_key(tmp_path, args, message):
     assert not (tmp_path / "checkpoints").exists()  # nothing trained
 
 
+def test_cli_typo_names_the_closest_key(tmp_path):
+    proc = run_cli("train.py", "optimizer.lrr=0.1", "logger=none", cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: unknown key optimizer.lrr: did you mean optimizer.lr?")
+    assert "To append to your config" not in proc.stderr  # Hydra's advice for a new key
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

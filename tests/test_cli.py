@@ -1,0 +1,61 @@
+"""What every entry point shares (hintcolor/cli.py): the repository root from any directory,
+and a mistyped key named with the closest valid one."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from hintcolor.cli import check_override_keys
+
+
+@pytest.mark.parametrize(
+    ("config", "args", "message"),
+    [
+        ("train", ["optimizer.lrr=0.1"], "unknown key optimizer.lrr: did you mean optimizer.lr?"),
+        ("train", ["modle=unet"], "unknown key modle: did you mean model?"),
+        # a key of another hint law than the one chosen
+        ("train", ["hints.cell=3"], "unknown key hints.cell"),
+        ("eval", ["hint_countz=[1,2]"], "unknown key hint_countz: did you mean hint_counts?"),
+        ("app", ["pot=8000"], "unknown key pot: did you mean port?"),
+    ],
+)
+def test_unknown_key_names_the_closest(config, args, message):
+    with pytest.raises(SystemExit) as stopped:
+        check_override_keys(config, args)
+    text = str(stopped.value.code)
+    assert text.startswith("error: ") and "\n" not in text and message in text
+    assert f"+{args[0]} adds it as a new key" in text  # when a new key is what was meant
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["model=unet", "model.backbone.base_width=8", "trainer.max_epochs=3"],
+        ["hints=uniform", "hints.cell=3"],  # exists once the group is chosen
+        ["+trainer.max_steps=3", "++seed=1", "~trainer.deterministic", "tags=[a,b]", "tags.0=c"],
+        ["-m", "optimizer.lr=0.1,0.2", "hparams_search=optuna", "hydra.sweeper.n_trials=2"],
+        ["experiment=release", "data.split_seed=1", "hydra.run.dir=/tmp/x", "--cfg", "job"],
+        ["-cn", "eval", "hint_counts=[1]"],  # another config: left to Hydra
+        ["model=unet,resunet", "model.backbone.nope=1"],  # a group sweep: each job differs
+    ],
+)
+def test_valid_command_lines_pass(args):
+    check_override_keys("train", args)
+
+
+def test_entry_point_finds_the_repository_from_anywhere(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HINTCOLOR_ROOT"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "export.py"), "--cfg", "job", "--resolve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"root_dir: {ROOT}\n" in proc.stdout
