@@ -38,8 +38,10 @@ from hintcolor.data.color import (
     normalized_lab_to_rgb,
     rgb_uint8_to_normalized_lab,
 )
+from hintcolor.data.hints import Hints, model_input
 from hintcolor.models.color_distribution import DISTRIBUTION_STRIDE
 from hintcolor.palette import prediction_palette
+from hintcolor.precision import autocast, autocast_dtype, resolve_precision
 from hintcolor.suggestions import (
     Suggestion,
     has_color_distribution,
@@ -48,10 +50,12 @@ from hintcolor.suggestions import (
     suggest_colors,
 )
 from hintcolor.user_hints import UserHint, render_user_hints
-from hintcolor.utils.hardware import fast_precision
 
 # pixels converted to and from Lab at a time by a full-resolution colorize: ~50 MB of floats
 STRIP_PIXELS = 1 << 20
+# the network reads only the hint maps; a person's hints have no sampled points to list
+NO_POINTS = torch.zeros(0, 3, dtype=torch.long)
+NO_COLORS = torch.zeros(0, 2)
 
 
 def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
@@ -155,9 +159,10 @@ class Colorizer:
         self.working_size = working_size
         # the network's size for the page's previews while hints move (fast=True)
         self.interactive_size = interactive_size or working_size
-        if precision == "auto":
-            precision = fast_precision("cpu")
-        self.bf16 = precision.startswith("bf16")
+        self.precision = resolve_precision(precision, "cpu")
+        if autocast_dtype(self.precision) == torch.float16:
+            raise ValueError(f"precision {precision}: use auto, bf16-mixed or 32-true on a CPU")
+        self.bf16 = autocast_dtype(self.precision) == torch.bfloat16
         self.keep_hint_colors = keep_hint_colors
         self.backbone.to(memory_format=torch.channels_last)
 
@@ -194,14 +199,12 @@ class Colorizer:
         h, w) normalised L, hint a, hint b, mask (channels_last), and the hint maps (ab, mask)."""
         l_small = photo.lightness[size or self.working_size]
         hint_ab, mask = render_user_hints(hints, photo.photo_size, tuple(l_small.shape[-2:]))
-        x = torch.cat([l_small, hint_ab, mask], dim=1)
+        x = model_input(l_small, Hints(hint_ab, mask, NO_POINTS, NO_COLORS))
         return x.contiguous(memory_format=torch.channels_last), hint_ab, mask
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The precision the network runs in (bf16 autocast where the hardware has it)."""
-        if self.bf16:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.precision, "cpu")
 
     @torch.inference_mode()
     def predict_ab(self, photo: PreparedPhoto, hints: list[UserHint], fast: bool = False) -> Tensor:
