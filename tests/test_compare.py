@@ -249,3 +249,29 @@ def test_checkpoint_paths_resolve_against_repo_root(tmp_path: Path) -> None:
     ckpt.touch()
     assert resolve_checkpoint("logs/train/runs/r1/checkpoints/best.ckpt", tmp_path) == ckpt
     assert resolve_checkpoint(str(ckpt), Path("/elsewhere")) == ckpt
+
+
+def test_a_metric_of_the_table_gets_its_column(tmp_path: Path, monkeypatch) -> None:
+    """A metric added to hintcolor.metrics.METRICS gets a 'last val/<name>' column."""
+    from hintcolor import comparison
+    from hintcolor.metrics import METRICS, Metric
+
+    mae = Metric("mae", "MAE", lambda scorer, pred: pred, digits=3)
+    monkeypatch.setattr(comparison, "METRICS", (*METRICS, mae))
+    run = load_run(write_run(tmp_path / "run", lr=1e-3, hints_p=0.05, val_psnr=[17.0, 18.0]))
+    run.val["mae"] = [(0, 0.05), (1, 0.04321)]
+    row = comparison.run_row(run, [])
+    last = [row[f"last val/{name}"] for name in ("psnr", "ssim", "mae")]
+    assert last == [18.0, 0.81, 0.04321]
+    assert [comparison.format_cell(c, row[c]) for c in ("last val/ssim", "last val/mae")] == [
+        "0.8100",
+        "0.043",
+    ]
+    assert comparison.format_cell("PSNR@10", 24.756) == "24.76"
+
+
+def test_the_comparison_starts_without_torch() -> None:
+    """It reads files and the metrics table only: no seconds-long torch import at start-up."""
+    code = "import sys, hintcolor.comparison; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"

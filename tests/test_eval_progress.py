@@ -3,14 +3,17 @@
 import io
 import logging
 import sys
+from collections import defaultdict
 
 import pytest
 import torch
-from conftest import compose
+from conftest import ROOT, compose
 from omegaconf import OmegaConf
 
 from hintcolor import evaluation
+from hintcolor.data.hints import FixedHints
 from hintcolor.evaluation import EvalProgress
+from hintcolor.metrics import METRICS, Metric
 
 
 class _Clock:
@@ -90,12 +93,25 @@ def test_eval_run_not_on_a_terminal_logs_progress(tmp_path, photo_folders, monke
     assert lines[-1].endswith("ETA 0:00:00")
 
 
-def test_bad_eval_hint_setting_names_the_key(tmp_path):
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("hints.patch_size=0", r"^hints.patch_size must be an integer >= 1"),
+        ("hints.location=corner", r"^hints.location must be .gaussian. or .uniform."),
+        ("hint_counts=[0,-1]", r"^hint_counts must be an integer >= 0"),
+    ],
+)
+def test_bad_eval_hint_setting_names_the_key(tmp_path, override, message):
     ckpt = tmp_path / "model.ckpt"
     ckpt.write_bytes(b"stand-in")
-    cfg = compose("eval", [f"ckpt_path={ckpt}", "patch_size=0"], tmp_path)
-    with pytest.raises(evaluation.ConfigError, match=r"^patch_size must be an integer >= 1"):
+    cfg = compose("eval", [f"ckpt_path={ckpt}", override], tmp_path)
+    with pytest.raises(evaluation.ConfigError, match=message):
         evaluation.evaluate(cfg, tmp_path)
+
+
+def test_eval_hints_are_the_fixed_hint_law(tmp_path):
+    fixed = OmegaConf.load(ROOT / "conf" / "hints" / "fixed.yaml")
+    assert compose("eval", [], tmp_path).hints == fixed
 
 
 def test_references_are_configurable_and_checked() -> None:
@@ -109,3 +125,24 @@ def test_references_are_configurable_and_checked() -> None:
     assert _references(OmegaConf.create({"references": ["idw"]})) == ("idw",)
     with pytest.raises(ConfigError, match="references"):
         _references(OmegaConf.create({"references": ["idw", "zhang"]}))
+
+
+def test_every_metric_of_the_table_is_scored_and_reported(monkeypatch) -> None:
+    """A metric added to hintcolor.metrics.METRICS reaches the rows and tables, no other edit."""
+    mae = Metric("mae", "MAE", lambda s, pred: (pred - s.target).abs().flatten(1).mean(1), 3)
+    monkeypatch.setattr(evaluation, "METRICS", (*METRICS, mae))
+    protocol = evaluation.Protocol({k: FixedHints(k=k) for k in (0, 5)}, ("gray", "idw"), 2.0, 4)
+    network = evaluation.Network(_ZeroColour(), torch.device("cpu"), "32-true", False)
+    rgb = torch.randint(0, 256, (2, 3, 24, 24), dtype=torch.uint8, generator=torch.Generator())
+    scores = defaultdict(lambda: defaultdict(list))
+    evaluation._score_batch(rgb, torch.arange(2), network, protocol, scores)
+    rows = evaluation.summarize(scores, protocol)
+    assert [(r["method"], r["k"]) for r in rows] == [
+        (method, k) for method in ("model", "gray", "idw") for k in (0, 5)
+    ]
+    assert list(rows[0]) == ["method", "k", "psnr", "psnr_std", "ssim", "mae", "n_images"]
+    model, gray = rows[1], rows[3]  # at k=5: the stand-in predicts gray
+    assert model["mae"] == pytest.approx(gray["mae"]) and model["mae"] > 0
+    assert model["n_images"] == 2 and rows[2] == {**rows[3], "k": 0}  # gray: scored once
+    table = evaluation.markdown_table(rows, mae)
+    assert table.startswith("| MAE | k=0 | k=5 |") and f"| gray | {gray['mae']:.3f} |" in table

@@ -1,4 +1,4 @@
-"""Per-image PSNR/SSIM of the evaluation, and the IDW reference's fast distance computation."""
+"""The metrics table and its per-image PSNR/SSIM (training, evaluation and comparison use them)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import torch
 from PIL import Image
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from hintcolor.baselines import idw_baseline
-from hintcolor.data.hints import FixedHints
-from hintcolor.metrics import ImageScorer, psnr_per_image, ssim_per_image
+from hintcolor.metrics import HEADLINE, METRICS, ImageScorer, psnr_per_image, ssim_per_image
 
 
 def _photos(kodak_files: list[Path], size: tuple[int, int]) -> torch.Tensor:
@@ -50,17 +48,12 @@ def test_psnr_of_a_known_error() -> None:
     assert torch.allclose(psnr_per_image(pred, target), torch.tensor([20.0, 20.0]))
 
 
-@pytest.mark.parametrize("power", [2.0, 3.0])
-def test_idw_matches_shepards_formula(power: float) -> None:
-    ab = torch.rand(2, 2, 23, 31) * 2 - 1
-    hints = FixedHints(k=7, patch_size=3, seed=1)(ab, torch.arange(2))
-    out = idw_baseline(hints, tuple(ab.shape), power)
-    ys, xs = torch.meshgrid(torch.arange(23.0), torch.arange(31.0), indexing="ij")
-    for i in range(2):
-        mine = hints.centers[:, 0] == i
-        centers, colors = hints.centers[mine, 1:].float(), hints.colors[mine].float()
-        d2 = (ys[..., None] - centers[:, 0]) ** 2 + (xs[..., None] - centers[:, 1]) ** 2
-        w = d2.clamp_min(1e-6) ** (-power / 2)
-        expected = torch.einsum("hwn,nc->chw", w, colors) / w.sum(-1)
-        expected = torch.where(hints.mask[i].bool(), hints.ab[i], expected)
-        assert torch.allclose(out[i], expected, atol=1e-5)
+def test_the_table_scores_with_the_per_image_functions(kodak_files: list[Path]) -> None:
+    target = _photos(kodak_files, (32, 40))
+    pred = (target + 0.1 * torch.randn_like(target)).clamp(0, 1)
+    scorer = ImageScorer(target)
+    by_name = {m.name: m.per_image(scorer, pred) for m in METRICS}
+    assert torch.equal(by_name["psnr"], psnr_per_image(pred, target))
+    assert torch.equal(by_name["ssim"], ssim_per_image(pred, target))
+    assert len(by_name) == len(METRICS)  # names are what runs log: each once
+    assert HEADLINE.name == "psnr"  # conf/ monitors val/psnr; sweeps optimise val/psnr_best

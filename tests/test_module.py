@@ -3,8 +3,11 @@
 import pytest
 import torch
 from conftest import color_head
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from hintcolor.data import FixedHints, make_batch
+from hintcolor.data.color import normalized_lab_to_rgb
+from hintcolor.metrics import psnr_per_image, ssim_per_image
 from hintcolor.models import ColorizationLoss, ColorizationModule
 from hintcolor.models.backbones import SIGGRAPH17, ResUNet, UNet, ViT
 from hintcolor.models.hint_prior import PushPullResidual
@@ -80,6 +83,27 @@ def test_forward_returns_float_ab(kodak_files):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = module(batch["input"])
     assert out.dtype == torch.float32 and out.shape == batch["ab"].shape
+
+
+@pytest.mark.parametrize("stage", ["val", "test"])
+def test_logged_metrics_are_the_metrics_modules_values(kodak_files, stage):
+    """val/psnr (what checkpoints and sweeps select on) is the mean per-image PSNR of
+    hintcolor.metrics - and the value torchmetrics gave before, as for SSIM."""
+    torch.manual_seed(0)
+    module = _module().eval()
+    batch = _batch(kodak_files)
+    logged = {}
+    module.log = lambda key, value, **kw: logged.__setitem__(key, value)
+    with torch.no_grad():
+        getattr(module, {"val": "validation_step", "test": "test_step"}[stage])(batch, 0)
+        rgb = normalized_lab_to_rgb(batch["l"], module(batch["input"])).clamp(0, 1)
+    psnr, ssim = logged[f"{stage}/psnr"].compute(), logged[f"{stage}/ssim"].compute()
+    assert torch.allclose(psnr, psnr_per_image(rgb, batch["rgb"]).mean(), rtol=0, atol=1e-5)
+    assert torch.allclose(ssim, ssim_per_image(rgb, batch["rgb"]).mean(), rtol=0, atol=1e-6)
+    before = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
+    assert torch.allclose(psnr, before(rgb, batch["rgb"]), rtol=0, atol=1e-4)
+    before = StructuralSimilarityIndexMeasure(data_range=1.0)
+    assert torch.allclose(ssim, before(rgb, batch["rgb"]), rtol=0, atol=2e-5)
 
 
 HEAD_BACKBONES = {

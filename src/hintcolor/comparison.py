@@ -3,7 +3,7 @@
 A run dir is what ``src/train.py`` leaves: ``.hydra/config.yaml`` plus ``csv/metrics.csv``
 (Lightning's CSVLogger: sparse rows, a val row has only val/* filled) and/or ``checkpoints/``.
 An eval dir (``src/eval.py``) holds ``psnr_at_k.json``; it belongs to the run whose dir holds
-its checkpoint. Nothing here needs torch or Hydra: it only reads files.
+its checkpoint. It only reads files; its metric columns are those of :mod:`hintcolor.metrics`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
+
+from hintcolor.metrics import HEADLINE, METRICS, Metric
 
 PSNR_AT_K = (0, 1, 10, 100)
 MAX_HPARAM_COLUMNS = 8
@@ -47,12 +49,17 @@ class Run:
     path: Path
     config: DictConfig
     label: str = ""
-    val_psnr: list[tuple[int, float]] = field(default_factory=list)  # (epoch, value)
-    val_ssim: list[tuple[int, float]] = field(default_factory=list)
+    # metric name -> its val/<name> per epoch, [(epoch, value)]
+    val: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     epochs: int | None = None
     best_from_study: float | None = None  # trials.csv value when the trial logged no CSV
     eval: EvalResult | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def val_psnr(self) -> list[tuple[int, float]]:
+        """The headline metric per epoch: what selects checkpoints and sweep trials."""
+        return self.val.get(HEADLINE.name, [])
 
     @property
     def best(self) -> tuple[float, int | None] | None:
@@ -171,7 +178,7 @@ def load_run(run_dir: Path) -> Run:
             curves, run.epochs = read_metrics(metrics)
     except ValueError:
         run.notes.append("unreadable metrics")
-    run.val_psnr, run.val_ssim = curves.get("val/psnr", []), curves.get("val/ssim", [])
+    run.val = {m.name: curves[f"val/{m.name}"] for m in METRICS if f"val/{m.name}" in curves}
     if run.val_psnr:
         return run
     from_study = study_value(run_dir, run.config)
@@ -303,10 +310,10 @@ def run_row(run: Run, hparams: list[str]) -> dict[str, Any]:
             "epochs": run.epochs,
             "best val/psnr": best[0] if best else None,
             "best epoch": best[1] if best else None,
-            "last val/psnr": run.val_psnr[-1][1] if run.val_psnr else None,
-            "last val/ssim": run.val_ssim[-1][1] if run.val_ssim else None,
         }
     )
+    last = {m.name: run.val[m.name][-1][1] for m in METRICS if run.val.get(m.name)}
+    row.update({f"last val/{m.name}": last.get(m.name) for m in METRICS})
     row.update({f"PSNR@{k}": psnr_at.get(k) for k in PSNR_AT_K})
     row.update({key: config_value(run.config, key) for key in hparams})
     row["note"] = "; ".join(run.notes)
@@ -319,16 +326,18 @@ def sort_key(row: dict[str, Any]) -> tuple[bool, float]:
     return best is None, -(best or 0.0)  # best first, runs without a value last
 
 
+def _metric_of(column: str) -> Metric | None:
+    """The metric a column shows: ``PSNR@10``, ``best val/psnr``, ``last val/ssim``..."""
+    name = column.rsplit("/", 1)[-1].split("@")[0].lower()
+    return next((m for m in METRICS if m.name == name), None)
+
+
 def format_cell(column: str, value: Any, width: int = 24) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        if column.startswith(("PSNR", "best val", "last val/psnr")):
-            text = f"{value:.2f}"
-        elif column == "last val/ssim":
-            text = f"{value:.4f}"
-        else:
-            text = f"{value:.4g}"
+        metric = _metric_of(column)
+        text = f"{value:.{metric.digits}f}" if metric else f"{value:.4g}"
     elif isinstance(value, (list, dict)):
         text = json.dumps(value, separators=(",", ":"))
     else:

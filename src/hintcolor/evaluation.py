@@ -2,26 +2,29 @@
 
 Protocol (Zhang et al. 2017): images resized (shorter side) and centre-cropped to 256x256;
 for each k, k patches of 6x6 at clipped-Gaussian locations carrying the patch's mean ab,
-drawn with a generator seeded per image, so every method and every run sees the same hints.
-PSNR is computed per image on RGB in [0, 1], then averaged over images.
+drawn with a generator seeded per image, so every method and every run sees the same hints
+(conf/hints/fixed.yaml). Every metric of :mod:`hintcolor.metrics` is computed per image on RGB
+in [0, 1], then averaged over images.
+
+:func:`evaluate` reads the images (:func:`eval_loader`), scores them (:func:`score_images`),
+aggregates (:func:`summarize`) and reports (:func:`write_results`, :func:`log_results`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, open_dict
 from rich.console import Console
@@ -35,18 +38,19 @@ from rich.progress import (
 )
 from rich.table import Table
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from hintcolor import levin
 from hintcolor.baselines import gray_baseline, idw_baseline, levin_baseline
-from hintcolor.build import build_loggers, plain
+from hintcolor.build import build_datamodule, build_loggers, plain
 from hintcolor.checkpoints import checkpoint_to_use, load_backbone
 from hintcolor.config import ConfigError, ParameterError
 from hintcolor.data.color import normalized_lab_to_rgb, rgb_uint8_to_normalized_lab
-from hintcolor.data.hints import FixedHints, model_input
-from hintcolor.metrics import ImageScorer
+from hintcolor.data.hints import FixedHints, Hints, model_input
+from hintcolor.metrics import METRICS, ImageScorer, Metric
 from hintcolor.models.hint_prior import push_pull
+from hintcolor.precision import autocast
 from hintcolor.tracking import tracked_runs
-from hintcolor.utils.hardware import fast_precision
 
 log = logging.getLogger(__name__)
 
@@ -142,27 +146,80 @@ class EvalProgress:
 
 
 def _hint_laws(cfg: DictConfig) -> dict[int, FixedHints]:
-    """The protocol's hints per k, built up front: a bad k, patch size or location fails
-    before the evaluation starts, as one line naming the eval config key."""
-    names = {"k": "hint_counts", "patch_size": "patch_size", "location": "location"}
+    """The protocol's hints per k (conf/hints/fixed.yaml at each of ``hint_counts``), built up
+    front: a bad k, patch size or location fails before the evaluation starts, as one line
+    naming the eval config key."""
+    law = cfg.hints
     try:
         return {
-            k: FixedHints(k=k, patch_size=cfg.patch_size, location=cfg.location, seed=cfg.seed)
+            k: FixedHints(k=k, patch_size=law.patch_size, location=law.location, seed=law.seed)
             for k in cfg.hint_counts
         }
     except ParameterError as exc:
-        key = names.get(exc.key, exc.key)
-        raise ConfigError(f"{key} must be {exc.allowed}, got {exc.value!r}") from None
+        if exc.key == "k":
+            raise ConfigError(f"hint_counts must be {exc.allowed}, got {exc.value!r}") from None
+        raise ConfigError(str(exc)) from None  # names hints.<key>
 
 
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "auto":
-        precision = fast_precision(device.type)
-    if precision.startswith("bf16"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision.startswith("16"):
-        return torch.autocast(device.type, dtype=torch.float16)
-    return contextlib.nullcontext()
+@dataclass
+class Protocol:
+    """What every image is scored at: the eval config's hint laws and references, checked."""
+
+    hint_laws: dict[int, FixedHints]  # in hint_counts order
+    references: tuple[str, ...]
+    idw_power: float
+    guided_sweeps: int
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> Protocol:
+        return cls(_hint_laws(cfg), _references(cfg), cfg.idw_power, cfg.guided_sweeps)
+
+    @property
+    def first_k(self) -> int:
+        return next(iter(self.hint_laws))
+
+
+@dataclass
+class Network:
+    """The checkpoint's backbone as the evaluation runs it."""
+
+    backbone: torch.nn.Module
+    device: torch.device
+    precision: str  # a precision setting (hintcolor.precision): auto, bf16-mixed, 32-true...
+    channels_last: bool
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Normalised ab (B, 2, H, W), float32, of the model input ``x``."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.precision, self.device):
+            return self.backbone(x).float()
+
+
+def load_network(ckpt_path: Path, precision: str) -> tuple[Network, DictConfig]:
+    """The checkpoint's backbone on the GPU when there is one, and its training config."""
+    backbone, train_cfg = load_backbone(ckpt_path)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    backbone.to(device)
+    channels_last = bool(train_cfg.get("channels_last"))
+    if channels_last:
+        backbone.to(memory_format=torch.channels_last)
+    return Network(backbone, device, precision, channels_last), train_cfg
+
+
+def eval_loader(cfg: DictConfig) -> tuple[DataLoader, str]:
+    """The images to score, at the protocol's size: the data config's ``split`` (``auto``: its
+    test set when it has one, else its validation set); and that split's name."""
+    with open_dict(cfg):  # in place: the data config's interpolations resolve against cfg
+        cfg.data.image_size = cfg.image_size
+        cfg.data.eval_batch_size = cfg.batch_size
+    # the data module's own hint law goes unused: the loop renders each k's hints itself
+    datamodule = build_datamodule(cfg.data, cfg.hints)
+    datamodule.setup("test")
+    split = cfg.split
+    if split == "auto":
+        split = "test" if "test" in datamodule.datasets else "val"
+    return datamodule.dataloader(split), split
 
 
 @torch.inference_mode()
@@ -170,137 +227,146 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Run the protocol; write CSV, JSON, Markdown and a PNG plot into ``output_dir``."""
     ckpt_path, which = checkpoint_to_use(cfg.get("ckpt_path"), cfg.paths.shipped_model)
     log.info(which)
-    hint_laws = _hint_laws(cfg)
-    references = _references(cfg)
-    backbone, train_cfg = load_backbone(ckpt_path)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    backbone.to(device)
-    if train_cfg.get("channels_last"):
-        backbone.to(memory_format=torch.channels_last)
-
-    with open_dict(cfg):
-        cfg.data.image_size = cfg.image_size
-        cfg.data.eval_batch_size = cfg.batch_size
-    datamodule = instantiate(cfg.data, hints=FixedHints())
-    datamodule.setup("test")
-    split = cfg.split
-    if split == "auto":
-        split = "test" if "test" in datamodule.datasets else "val"
-    loader = datamodule.dataloader(split)
+    protocol = Protocol.from_config(cfg)  # a bad setting fails before the model loads
+    network, train_cfg = load_network(ckpt_path, cfg.get("precision", "auto"))
+    loader, split = eval_loader(cfg)
     n_images = len(loader.dataset) if cfg.limit is None else min(cfg.limit, len(loader.dataset))
     log.info(f"evaluating {ckpt_path} on {n_images} {split} images, k = {list(cfg.hint_counts)}")
-
-    scores: dict[tuple[str, int], dict[str, list[Tensor]]] = defaultdict(lambda: defaultdict(list))
-    seen = 0
     progress = EvalProgress(
         n_images, cfg.get("progress_every_percent", 10), cfg.get("progress_every_s", 30)
     )
-    with progress:
-        for batch in loader:
-            if batch is None:
-                continue
-            if cfg.limit is not None and seen >= cfg.limit:
-                break
-            n = _score_batch(
-                batch, cfg, backbone, train_cfg, hint_laws, references, device, seen, scores
-            )
-            seen += n
-            progress.advance(n)
-
-    if "gray" in references:
-        for k in cfg.hint_counts[1:]:
-            scores[("gray", k)] = scores[("gray", cfg.hint_counts[0])]
-    if "levin" in references:
-        st = levin.stats
-        log.info(
-            f"levin: {st['systems']} systems solved, "
-            f"{st['iterations'] / max(st['systems'], 1):.1f} iterations on average, "
-            f"{st['fallbacks']} fell back to the direct solver"
-        )
-    rows = []
-    for (method, k), values in scores.items():
-        psnr = torch.cat(values["psnr"])
-        ssim = torch.cat(values["ssim"])
-        rows.append(
-            {
-                "method": method,
-                "k": int(k),
-                "psnr": float(psnr.mean()),
-                "psnr_std": float(psnr.std()) if psnr.numel() > 1 else 0.0,
-                "ssim": float(ssim.mean()),
-                "n_images": int(psnr.numel()),
-            }
-        )
-    rows.sort(key=lambda r: (METHODS.index(r["method"]), r["k"]))
+    scores, seen = score_images(loader, network, protocol, cfg.limit, progress)
+    if "levin" in protocol.references:
+        _log_levin_stats()
     result = {
         "checkpoint": str(ckpt_path),
         "model": train_cfg.model.name,
         "split": split,
         "images": seen,
-        "protocol": {
-            "image_size": cfg.image_size,
-            "patch_size": cfg.patch_size,
-            "location": cfg.location,
-            "seed": cfg.seed,
-            "hint_counts": list(cfg.hint_counts),
-            "idw_power": cfg.idw_power,
-            "references": list(references),
-        },
-        "rows": rows,
+        "protocol": _protocol_record(cfg, protocol),
+        "rows": summarize(scores, protocol),
     }
     write_results(result, Path(output_dir))
     log_results(result, train_cfg, build_loggers(cfg), Path(output_dir))
     return result
 
 
+# (method, k) -> metric name -> per-image values, a tensor per batch
+Scores = dict[tuple[str, int], dict[str, list[Tensor]]]
+
+
+def score_images(
+    loader: DataLoader,
+    network: Network,
+    protocol: Protocol,
+    limit: int | None,
+    progress: EvalProgress,
+) -> tuple[Scores, int]:
+    """Every method's per-image metrics at every k on the first ``limit`` images (None: all),
+    and how many images that was."""
+    scores: Scores = defaultdict(lambda: defaultdict(list))
+    seen = 0
+    with progress:
+        for batch in loader:
+            if batch is None:  # every photo of the batch failed to load
+                continue
+            if limit is not None and seen >= limit:
+                break
+            rgb_u8, indices = batch
+            if limit is not None:
+                rgb_u8, indices = rgb_u8[: limit - seen], indices[: limit - seen]
+            _score_batch(rgb_u8.to(network.device), indices, network, protocol, scores)
+            seen += len(rgb_u8)
+            progress.advance(len(rgb_u8))
+    return scores, seen
+
+
 def _score_batch(
-    batch: tuple[Tensor, Tensor],
-    cfg: DictConfig,
-    backbone: torch.nn.Module,
-    train_cfg: DictConfig,
-    hint_laws: dict[int, FixedHints],
-    references: tuple[str, ...],
-    device: torch.device,
-    seen: int,
-    scores: dict[tuple[str, int], dict[str, list[Tensor]]],
-) -> int:
-    """Score one batch at every k into ``scores``; returns how many images it scored."""
-    rgb_u8, indices = batch
-    if cfg.limit is not None:
-        rgb_u8, indices = rgb_u8[: cfg.limit - seen], indices[: cfg.limit - seen]
-    rgb_u8 = rgb_u8.to(device)
+    rgb_u8: Tensor, indices: Tensor, network: Network, protocol: Protocol, scores: Scores
+) -> None:
+    """Score the model and the references at every k on one batch, into ``scores``."""
     l_norm, ab = rgb_uint8_to_normalized_lab(rgb_u8)
     scorer = ImageScorer(rgb_u8.float() / 255.0)  # the truth's SSIM statistics: once
     # Levin's affinities depend on the image only: computed once for all k
     weights = None
-    if "levin" in references:
+    if "levin" in protocol.references:
         weights = levin.levin_weights(levin.luma_from_l(l_norm.double())).float()
-    for k in cfg.hint_counts:
-        hints = hint_laws[k](ab, indices)
-        x = model_input(l_norm, hints)
-        if train_cfg.get("channels_last"):
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, cfg.get("precision", "auto")):
-            pred_model = backbone(x)
-        preds = {"model": pred_model.float()}
-        if "idw" in references:
-            preds["idw"] = idw_baseline(hints, tuple(ab.shape), cfg.idw_power)
-        if "push_pull" in references:
-            preds["push_pull"] = push_pull(hints.ab, hints.mask)
-        if "guided" in references:
-            luma = l_norm + 0.5  # normalised L in [-0.5, 0.5] -> [0, 1]
-            preds["guided"] = push_pull(
-                hints.ab, hints.mask, luma=luma, edge_sweeps=cfg.guided_sweeps
-            )
-        if "levin" in references:
-            preds["levin"] = levin_baseline(l_norm, hints, weights)
-        if "gray" in references and k == cfg.hint_counts[0]:  # gray ignores the hints: once
-            preds["gray"] = gray_baseline(l_norm)
+    for k, law in protocol.hint_laws.items():
+        hints = law(ab, indices)
+        preds = {"model": network(model_input(l_norm, hints))}
+        preds |= _reference_predictions(protocol, l_norm, hints, weights, k == protocol.first_k)
         for method, pred_ab in preds.items():
             rgb = normalized_lab_to_rgb(l_norm, pred_ab).clamp(0, 1)
-            scores[(method, k)]["psnr"].append(scorer.psnr(rgb).cpu())
-            scores[(method, k)]["ssim"].append(scorer.ssim(rgb).cpu())
-    return int(rgb_u8.shape[0])
+            for metric in METRICS:
+                scores[(method, k)][metric.name].append(metric.per_image(scorer, rgb).cpu())
+
+
+def _reference_predictions(
+    protocol: Protocol,
+    l_norm: Tensor,
+    hints: Hints,
+    levin_weights: Tensor | None,
+    with_gray: bool,
+) -> dict[str, Tensor]:
+    """Each configured reference's ab from ``hints``; gray only ``with_gray`` (it ignores
+    the hints, so it is scored at the first k only)."""
+    refs, preds = protocol.references, {}
+    if "idw" in refs:
+        preds["idw"] = idw_baseline(hints, tuple(hints.ab.shape), protocol.idw_power)
+    if "push_pull" in refs:
+        preds["push_pull"] = push_pull(hints.ab, hints.mask)
+    if "guided" in refs:
+        luma = l_norm + 0.5  # normalised L in [-0.5, 0.5] -> [0, 1]
+        preds["guided"] = push_pull(
+            hints.ab, hints.mask, luma=luma, edge_sweeps=protocol.guided_sweeps
+        )
+    if "levin" in refs:
+        preds["levin"] = levin_baseline(l_norm, hints, levin_weights)
+    if "gray" in refs and with_gray:
+        preds["gray"] = gray_baseline(l_norm)
+    return preds
+
+
+def _log_levin_stats() -> None:
+    st = levin.stats
+    log.info(
+        f"levin: {st['systems']} systems solved, "
+        f"{st['iterations'] / max(st['systems'], 1):.1f} iterations on average, "
+        f"{st['fallbacks']} fell back to the direct solver"
+    )
+
+
+def summarize(scores: Scores, protocol: Protocol) -> list[dict[str, Any]]:
+    """One row per (method, k): each metric's mean over the images (and its spread where the
+    metric asks for it), in method then k order."""
+    if "gray" in protocol.references:  # scored at the first k only: the same at every k
+        for k in list(protocol.hint_laws)[1:]:
+            scores[("gray", k)] = scores[("gray", protocol.first_k)]
+    rows = []
+    for (method, k), values in scores.items():
+        row: dict[str, Any] = {"method": method, "k": int(k)}
+        for metric in METRICS:
+            per_image = torch.cat(values[metric.name])
+            row[metric.name] = float(per_image.mean())
+            if metric.spread:
+                spread = float(per_image.std()) if per_image.numel() > 1 else 0.0
+                row[f"{metric.name}_std"] = spread
+        row["n_images"] = int(per_image.numel())
+        rows.append(row)
+    return sorted(rows, key=lambda r: (METHODS.index(r["method"]), r["k"]))
+
+
+def _protocol_record(cfg: DictConfig, protocol: Protocol) -> dict[str, Any]:
+    """The settings a result was measured with (its JSON's ``protocol``)."""
+    return {
+        "image_size": cfg.image_size,
+        "patch_size": cfg.hints.patch_size,
+        "location": cfg.hints.location,
+        "seed": cfg.hints.seed,
+        "hint_counts": list(cfg.hint_counts),
+        "idw_power": protocol.idw_power,
+        "references": list(protocol.references),
+    }
 
 
 def log_results(
@@ -313,8 +379,9 @@ def log_results(
     """
     if not loggers:
         return
-    metrics = {f"eval/{r['method']}/psnr@{r['k']}": r["psnr"] for r in result["rows"]}
-    metrics |= {f"eval/{r['method']}/ssim@{r['k']}": r["ssim"] for r in result["rows"]}
+    metrics = {
+        f"eval/{r['method']}/{m.name}@{r['k']}": r[m.name] for m in METRICS for r in result["rows"]
+    }
     info = {k: v for k, v in result.items() if k != "rows"}
     with tracked_runs(loggers):
         for logger in loggers:
@@ -328,19 +395,21 @@ def log_results(
             logger.save()
 
 
-def markdown_table(rows: list[dict[str, Any]], metric: str, digits: int = 2) -> str:
+def markdown_table(rows: list[dict[str, Any]], metric: Metric) -> str:
+    """``metric`` of every method (rows) at every k (columns)."""
     ks = sorted({r["k"] for r in rows})
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
-    value = {(r["method"], r["k"]): r[metric] for r in rows}
-    head = f"| {metric.upper()} | " + " | ".join(f"k={k}" for k in ks) + " |"
+    value = {(r["method"], r["k"]): r[metric.name] for r in rows}
+    head = f"| {metric.title} | " + " | ".join(f"k={k}" for k in ks) + " |"
     lines = [head, "|" + " --- |" * (len(ks) + 1)]
     for m in methods:
-        cells = " | ".join(f"{value[(m, k)]:.{digits}f}" for k in ks)
+        cells = " | ".join(f"{value[(m, k)]:.{metric.digits}f}" for k in ks)
         lines.append(f"| {m} | {cells} |")
     return "\n".join(lines)
 
 
 def write_results(result: dict[str, Any], out: Path) -> None:
+    """psnr_at_k.csv, .json, .md (a table per metric) and .png; the PSNR table to the console."""
     out.mkdir(parents=True, exist_ok=True)
     rows = result["rows"]
     with open(out / "psnr_at_k.csv", "w", newline="") as f:
@@ -348,18 +417,22 @@ def write_results(result: dict[str, Any], out: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     (out / "psnr_at_k.json").write_text(json.dumps(result, indent=2))
+    side = result["protocol"]["patch_size"]
     md = (
         f"Model `{result['model']}` ({result['checkpoint']}), {result['images']} images "
         f"({result['split']}), {result['protocol']['image_size']}px, "
-        f"{result['protocol']['patch_size']}x{result['protocol']['patch_size']} hint patches.\n\n"
-        + markdown_table(rows, "psnr")
-        + "\n\n"
-        + markdown_table(rows, "ssim", digits=4)
+        f"{side}x{side} hint patches.\n\n"
+        + "\n\n".join(markdown_table(rows, metric) for metric in METRICS)
         + "\n"
     )
     (out / "psnr_at_k.md").write_text(md)
     _plot(rows, out / "psnr_at_k.png")
+    _print_psnr_table(result)
+    log.info(f"results: {out / 'psnr_at_k.md'} (and .csv, .json, .png)")
 
+
+def _print_psnr_table(result: dict[str, Any]) -> None:
+    rows = result["rows"]
     table = Table(title=f"PSNR (dB) vs hints - {result['model']}, {result['images']} images")
     ks = sorted({r["k"] for r in rows})
     table.add_column("method")
@@ -370,7 +443,6 @@ def write_results(result: dict[str, Any], out: Path) -> None:
         if any(r["method"] == m for r in rows):
             table.add_row(m, *(f"{value[(m, k)]:.2f}" for k in ks))
     Console(width=max(Console().width, 120)).print(table)
-    log.info(f"results: {out / 'psnr_at_k.md'} (and .csv, .json, .png)")
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:

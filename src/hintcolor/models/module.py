@@ -10,9 +10,9 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from hintcolor.data.color import normalized_lab_to_rgb
+from hintcolor.metrics import HEADLINE, METRICS, ImageScorer
 from hintcolor.models.color_head import ColorDistributionHead
 from hintcolor.models.losses import ColorizationLoss
 from hintcolor.utils.hardware import avoid_onednn_strided_1x1_bug
@@ -62,13 +62,13 @@ class ColorizationModule(L.LightningModule):
         self.backbone.to(memory_format=self.memory_format)
         avoid_onednn_strided_1x1_bug(self.backbone)  # a oneDNN bug would crash or hang training
 
-        # PSNR per image, then averaged over images, as Zhang et al. report it.
-        self.val_psnr = PeakSignalNoiseRatio(
-            data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)
+        # Each metric per image, then averaged over the stage's images (hintcolor.metrics).
+        self.scores = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict({m.name: MeanMetric() for m in METRICS})
+                for stage in ("val", "test")
+            }
         )
-        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
-        self.test_psnr = self.val_psnr.clone()
-        self.test_ssim = self.val_ssim.clone()
         # The running best is part of the checkpoint, so a resumed run still knows it.
         self.val_psnr_best = MaxMetric()
         self.val_psnr_best.persistent(True)
@@ -111,18 +111,19 @@ class ColorizationModule(L.LightningModule):
         if batch is None:
             return
         pred, terms = self._predict_and_score(batch)
-        psnr, ssim = getattr(self, f"{stage}_psnr"), getattr(self, f"{stage}_ssim")
         # Metrics in fp32 whatever the training precision, so runs compare across precisions.
         with torch.autocast(pred.device.type, enabled=False):
             rgb = normalized_lab_to_rgb(batch["l"], pred).clamp(0, 1)
-            psnr(rgb, batch["rgb"])
-            ssim(rgb, batch["rgb"])
+            scorer = ImageScorer(batch["rgb"])
+            for metric in METRICS:
+                self.scores[stage][metric.name].update(metric.per_image(scorer, rgb))
         bs = pred.shape[0]
         self.log(f"{stage}/loss", terms["loss"], batch_size=bs, sync_dist=True)
         if "distribution" in terms:
             self.log(f"{stage}/distribution", terms["distribution"], batch_size=bs, sync_dist=True)
-        self.log(f"{stage}/psnr", psnr, batch_size=bs, prog_bar=True)
-        self.log(f"{stage}/ssim", ssim, batch_size=bs)
+        for metric in METRICS:
+            score = self.scores[stage][metric.name]
+            self.log(f"{stage}/{metric.name}", score, batch_size=bs, prog_bar=metric is HEADLINE)
 
     def validation_step(self, batch: dict[str, Tensor] | None, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -134,9 +135,10 @@ class ColorizationModule(L.LightningModule):
         # The sanity check's validation must not count as the best epoch.
         if self._trainer is not None and self._trainer.sanity_checking:
             return
-        # torchmetrics syncs across DDP processes in compute().
-        self.val_psnr_best(self.val_psnr.compute())
-        self.log("val/psnr_best", self.val_psnr_best.compute(), prog_bar=True)
+        # torchmetrics syncs across DDP processes in compute(). val/psnr_best is what sweeps
+        # optimise (optimized_metric).
+        self.val_psnr_best(self.scores["val"][HEADLINE.name].compute())
+        self.log(f"val/{HEADLINE.name}_best", self.val_psnr_best.compute(), prog_bar=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         trainable = [p for p in self.parameters() if p.requires_grad]  # not a frozen network
