@@ -24,6 +24,7 @@ from hintcolor.build import (
 from hintcolor.callbacks import EpochSeed, LastCheckpoint, time_limit
 from hintcolor.checkpoints import check_weights_fit, load_network_weights, read_checkpoint
 from hintcolor.config import ConfigError, check_train_config
+from hintcolor.data import ColorizationDataModule
 from hintcolor.tracking import finish_runs, run_metadata, tracked_runs
 from hintcolor.tuning import pruning_callbacks
 
@@ -50,17 +51,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.get("init_from"):
             log.info(load_network_weights(backbone, cfg.init_from))
         module = build_module(cfg, backbone)
-        datamodule = build_datamodule(cfg.data, cfg.hints, cfg.get("eval_hints"))
-        # Vet the photos now: an empty folder fails here, before any training.
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        if cfg.get("train", True) and not {"train", "val"} <= datamodule.datasets.keys():
-            raise ConfigError(
-                "training needs data.train_dir and data.val_dir (or data.root with train and "
-                "val fractions); val/psnr selects the best checkpoint"
-            )
-        if cfg.get("test") and "test" not in datamodule.datasets:
-            raise ConfigError("test=true needs test data: set data.test_dir (or data.root)")
+        datamodule = prepared_data(cfg)
         if cfg.get("ckpt_path") and cfg.get("train", True):
             check_resume_checkpoint(cfg.ckpt_path, module)
         callbacks = [
@@ -100,6 +91,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
         outcome["state"] = state
         _report(trainer, metrics, ending)
     return metrics
+
+
+def prepared_data(cfg: DictConfig) -> ColorizationDataModule:
+    """The run's data module, its photos vetted (an empty folder fails here, before any
+    training) and the splits the run needs present."""
+    datamodule = build_datamodule(cfg.data, cfg.hints, cfg.get("eval_hints"))
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    if cfg.get("train", True) and not {"train", "val"} <= datamodule.datasets.keys():
+        raise ConfigError(
+            "training needs data.train_dir and data.val_dir (or data.root with train and "
+            "val fractions); val/psnr selects the best checkpoint"
+        )
+    if cfg.get("test") and "test" not in datamodule.datasets:
+        raise ConfigError("test=true needs test data: set data.test_dir (or data.root)")
+    return datamodule
 
 
 def check_resume_checkpoint(path: str, module: L.LightningModule) -> None:
