@@ -1,8 +1,10 @@
 """Speed, measured: FLOPs, training throughput (framework vs bare loop), compute efficiency,
 data pipeline, inference latency and peak memory, for every backbone.
 
-    python scripts/bench.py [--backbones resunet,unet,siggraph17] [--out logs/bench] [--quick]
+    python scripts/bench.py [--backbones NAME,...] [--out logs/bench] [--quick]
                             [--readme README.md]
+
+The backbones default to the compared ones of conf/model/ (hintcolor.models.registry).
 
 Each measurement of one backbone runs in a fresh subprocess (its own peak RSS, no warm caches
 carried over). Framework and bare-loop rounds alternate in the same process so that machine
@@ -16,6 +18,7 @@ import argparse
 import contextlib
 import copy
 import json
+import math
 import os
 import platform
 import resource
@@ -35,11 +38,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch  # noqa: E402
 from bench_app import click_lines, measure_page  # noqa: E402
-from entry_points import QUICK_WIDTHS  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 from reports import publish  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from hintcolor.models.registry import compared_backbones, quick_overrides  # noqa: E402
 
 # Lab + hint simulation of the original colorization-pytorch code (get_colorization_data,
 # batch 16, 2 threads, geometric p = 1/8, patch sizes 1..9), measured on this machine.
@@ -103,9 +107,10 @@ def flops(backbone: torch.nn.Module, size: int) -> dict[str, float]:
     return {"forward": forward, "train": counter.get_total_flops() / 2}
 
 
-def training_throughput(cfg, steps: int, rounds: int, warmup: int) -> dict[str, Any]:
+def training_throughput(cfg, steps: int | None, rounds: int, warmup: int) -> dict[str, Any]:
     """img/s of the real framework (Trainer + DataModule on image files + hints) and of a bare
-    loop doing the same forward/backward/step on batches already in memory, alternating."""
+    loop doing the same forward/backward/step on batches already in memory, alternating.
+    ``steps`` None: as many as fill ROUND_SECONDS."""
     import lightning as L
     from lightning.pytorch import Callback
 
@@ -165,6 +170,11 @@ def training_throughput(cfg, steps: int, rounds: int, warmup: int) -> dict[str, 
             bare_step(batches[i % len(batches)])
         return steps * batch_size / (time.perf_counter() - start)
 
+    if steps is None:
+        steps = steps_per_round(lambda: bare_step(batches[0]), warmup)
+    with open_dict(cfg):
+        cfg.trainer.max_steps = warmup + steps + 1
+        cfg.trainer.max_epochs = -1
     L.seed_everything(0, verbose=False)
     framework, bare = [], []
     for _ in range(rounds):
@@ -179,6 +189,24 @@ def training_throughput(cfg, steps: int, rounds: int, warmup: int) -> dict[str, 
         "batch_size": batch_size,
         "image_size": cfg.data.image_size,
     }
+
+
+# Each measured training round of a full run lasts about ROUND_SECONDS: its step count follows
+# from the time of a warm-up step, so no backbone needs an entry here (a slow one still gets
+# MIN_STEPS steps).
+ROUND_SECONDS = 4.0
+MIN_STEPS = 6
+
+
+def steps_per_round(step, warmup: int) -> int:
+    """Steps that fill ROUND_SECONDS, from the time of the last of ``warmup`` steps (the first
+    ones pay one-off costs)."""
+    seconds = math.inf
+    for _ in range(warmup):
+        start = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - start
+    return max(MIN_STEPS, round(ROUND_SECONDS / seconds))
 
 
 def inference_latency(backbone: torch.nn.Module, sizes: list[tuple[int, int]], repeats: int):
@@ -275,22 +303,19 @@ def worker(task: str, backbone_name: str, quick: bool, extra: list[str]) -> dict
     ]
     if quick:  # the regression test: tiny models, a few steps
         overrides += ["data.batch_size=2", "data.num_workers=0", "data.train_repeats=2"]
-        overrides += QUICK_WIDTHS.get(backbone_name, [])
+        overrides += quick_overrides(backbone_name)
     cfg = compose(overrides + extra)
     from hintcolor.build import build_backbone
 
     if task == "train":
-        steps, rounds, warmup = (2, 1, 1) if quick else (STEPS.get(backbone_name, 24), 3, 3)
-        with open_dict(cfg):
-            cfg.trainer.max_steps = warmup + steps + 1
-            cfg.trainer.max_epochs = -1
+        steps, rounds, warmup = (2, 1, 1) if quick else (None, 3, 3)
         result = training_throughput(cfg, steps, rounds, warmup)
     elif task == "static":
         backbone = build_backbone(cfg)
         result = {
             "params": sum(p.numel() for p in backbone.parameters()),
             "flops": {s: flops(backbone, s) for s in ((32, 64) if quick else (128, 256))},
-            "stride": getattr(backbone, "stride", 1),
+            "stride": backbone.stride,
         }
     elif task == "infer":
         sizes = [(64, 64), (64, 96)] if quick else [(256, 256), (512, 768)]
@@ -315,7 +340,6 @@ def worker(task: str, backbone_name: str, quick: bool, extra: list[str]) -> dict
     return result
 
 
-STEPS = {"resunet": 30, "unet": 6, "siggraph17": 6, "resunet_large": 8, "vit_tiny": 20}
 # what each hint prior costs in training, measured on the first backbone
 PRIORS = ("none", "push_pull", "guided")
 
@@ -414,7 +438,11 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", default="resunet,unet,siggraph17,vit_tiny")
+    parser.add_argument(
+        "--backbones",
+        default=",".join(compared_backbones()),
+        help="comma-separated model options (default: the compared backbones of conf/model/)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench")
     parser.add_argument("--quick", action="store_true", help="tiny models, a few steps (tests)")
     parser.add_argument("--readme", type=Path, help="update this file's bench block")

@@ -1,13 +1,14 @@
 """Training and inference speed of every backbone on whatever device torch sees (GPU or CPU).
 
-    python scripts/bench_device.py [--backbones resunet,unet,siggraph17] [--sizes 128,256]
+    python scripts/bench_device.py [--backbones NAME,...] [--sizes 128,256]
                                    [--batch 32] [--out logs/bench/device]
 
 A bare loop (forward, backward, Adam step on in-memory tensors shaped like real inputs: L,
 sparse hints, mask), bf16 autocast where the device has it, channels_last: the ceiling a
-training run can reach on that device, to compare backbones at equal wall-clock there. It needs
-torch and PyYAML only (backbones built from conf/model/*.yaml and conf/hint_prior/), so it runs
-on a bare GPU machine without the rest of the stack.
+training run can reach on that device, to compare backbones at equal wall-clock there (by
+default the compared backbones of conf/model/, hintcolor.models.registry). It needs torch and
+PyYAML only (backbones built from conf/model/*.yaml and conf/hint_prior/), so it runs on a bare
+GPU machine without the rest of the stack.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def import_backbones() -> None:
 
 
 def build(name: str, hint_prior: str) -> torch.nn.Module:
-    cfg = yaml.safe_load((ROOT / "conf" / "model" / f"{name}.yaml").read_text())["backbone"]
+    from hintcolor.models.registry import model_yaml
+
+    cfg = model_yaml(name)["backbone"]
     module_name, cls_name = cfg.pop("_target_").rsplit(".", 1)
     prior = yaml.safe_load((ROOT / "conf" / "hint_prior" / f"{hint_prior}.yaml").read_text())
     if prior:
@@ -112,8 +115,11 @@ def measure(name: str, args: argparse.Namespace, device: torch.device) -> dict[s
 
 
 def main() -> None:
+    import_backbones()
+    from hintcolor.models.registry import compared_backbones
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", default="resunet,unet,siggraph17")
+    parser.add_argument("--backbones", default=",".join(compared_backbones()))
     parser.add_argument("--hint-prior", default="push_pull")
     parser.add_argument("--sizes", default="128,256", type=lambda s: [int(v) for v in s.split(",")])
     parser.add_argument("--batch", type=int, default=32)
@@ -122,7 +128,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench" / "device")
     args = parser.parse_args()
-    import_backbones()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     results = {"device": name, "torch": torch.__version__, "batch": args.batch, "backbones": []}

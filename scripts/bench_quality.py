@@ -1,10 +1,11 @@
 """Which backbone? Each one trained under the same budget, scored on real photos next to
 non-learned references and the published SIGGRAPH'17 curve.
 
-    python scripts/bench_quality.py [--backbones resunet,unet,siggraph17] [--seeds 0]
+    python scripts/bench_quality.py [--backbones NAME,...] [--seeds 0]
         [--set KEY=VALUE ...] [--tag NAME] [--out logs/bench/quality] [--readme README.md]
         [--report-only] [--quick]
 
+The backbones default to the compared ones of conf/model/ (hintcolor.models.registry).
 Each (backbone, seed) trains with ``experiment=backbone_budget`` into
 OUT/<backbone>[-tag]/seed<s>/train, then ``src/eval.py`` scores its best checkpoint on the
 ImageNet sample (Zhang et al. protocol) into .../eval. A run whose evaluation exists is reused,
@@ -24,8 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from entry_points import QUICK_WIDTHS, ROOT, run_entry_point
+from entry_points import ROOT, run_entry_point
 from reports import publish
+
+from hintcolor.models.registry import compared_backbones, quick_overrides
 
 HINT_COUNTS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 # Zhang et al. 2017, Real-Time User-Guided Image Colorization, PSNR vs number of 6x6 hint
@@ -62,7 +65,7 @@ def train_and_evaluate(
         "logger=csv",
         "callbacks.progress_bar=null",
         f"hydra.run.dir={run_dir / 'train'}",
-        *((QUICK_TRAIN + QUICK_WIDTHS.get(backbone, [])) if quick else []),
+        *((QUICK_TRAIN + quick_overrides(backbone)) if quick else []),
         *overrides,
     ]
     print(f"{run_dir}: training ...", flush=True)
@@ -223,7 +226,11 @@ def plot(rows, references, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", default="resunet,unet,siggraph17")
+    parser.add_argument(
+        "--backbones",
+        default=",".join(compared_backbones()),
+        help="comma-separated model options (default: the compared backbones of conf/model/)",
+    )
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tag", default="", help="suffix of these runs' row label")

@@ -10,13 +10,6 @@ import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Tiny widths for the benchmarks' --quick mode (tests): only the plumbing is exercised.
-QUICK_WIDTHS = {
-    "resunet": ["model.backbone.widths=[4,8,16,32,64]", "model.backbone.bridge=64"],
-    "unet": ["model.backbone.base_width=4"],
-    "siggraph17": ["model.backbone.width_mult=0.125"],
-    "vit_tiny": ["model.backbone.dim=32", "model.backbone.depth=2", "model.backbone.heads=2"],
-}
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

@@ -10,10 +10,13 @@ import sys
 import pytest
 from conftest import ROOT
 
+from hintcolor.models.registry import compared_backbones
+
 # End-to-end runs of the benchmark scripts: minutes on a 2-core machine without bf16.
 pytestmark = pytest.mark.slow
 
-BACKBONES = ["resunet", "unet", "siggraph17", "vit_tiny"]
+# what `make bench` and `make bench-quality` measure by default
+BACKBONES = compared_backbones()
 
 
 def test_bench_script_runs_end_to_end(tmp_path):

@@ -9,6 +9,7 @@ from conftest import compose, run_cli
 
 from hintcolor.build import build_backbone, build_datamodule, build_module, build_trainer
 from hintcolor.evaluation import evaluate
+from hintcolor.models.registry import compared_backbones, quick_overrides
 from hintcolor.training import train
 
 FAST = [
@@ -24,10 +25,10 @@ def _data(folders):
     return [f"data.train_dir={folders['train']}", f"data.val_dir={folders['val']}"]
 
 
-@pytest.mark.parametrize("model", ["resunet", "unet", "siggraph17"])
+@pytest.mark.parametrize("model", compared_backbones())
 def test_each_backbone_trains_with_debug_fast(tmp_path, photo_folders, model):
-    extra = ["model.backbone.width_mult=0.25"] if model == "siggraph17" else []
-    cfg = compose("train", [f"model={model}", *FAST, *_data(photo_folders), *extra], tmp_path)
+    quick = quick_overrides(model)  # tiny widths: the wiring, not the network, is tested here
+    cfg = compose("train", [f"model={model}", *FAST, *_data(photo_folders), *quick], tmp_path)
     metrics = train(cfg)
     assert 5 < metrics["val/psnr"] < 60 and metrics["val/psnr_best"] >= metrics["val/psnr"]
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ROOT
-from omegaconf import OmegaConf
 
 from hintcolor.models.backbones import ViT
 from hintcolor.models.backbones.vit import RelativePositionBias
+from hintcolor.models.registry import model_yaml
 
 
 def small(**kwargs) -> ViT:
@@ -20,7 +19,7 @@ def small(**kwargs) -> ViT:
     ("name", "millions"), [("vit_tiny", 6), ("vit_small", 22), ("vit_base", 86)]
 )
 def test_configured_sizes(name: str, millions: float) -> None:
-    cfg = OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml").backbone
+    cfg = model_yaml(name)["backbone"]  # vit_small and vit_base: vit_tiny's keys + their own
     kwargs = {k: v for k, v in cfg.items() if k != "_target_"}
     with torch.device("meta"):  # counts parameters without allocating 86 M floats
         model = ViT(**kwargs)
