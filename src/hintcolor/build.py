@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from hintcolor.config import ConfigError
 from hintcolor.data import ColorizationDataModule
 from hintcolor.models import ColorizationModule
 from hintcolor.utils.hardware import fast_precision
@@ -33,18 +34,32 @@ def build_backbone(cfg: DictConfig) -> nn.Module:
     ``cfg.color_head`` when one is set (the head reads the backbone's features of the
     prior-augmented input).
 
-    A prior adds input channels, so the backbone is built with that many more.
+    A prior adds input channels, so the backbone is built with that many more. The backbone
+    must keep the contract of :mod:`hintcolor.models.backbones` (``stride`` is checked here).
     """
-    prior_cfg = cfg.get("hint_prior")
+    prior_cfg, name = cfg.get("hint_prior"), cfg.model.get("name", "?")
     if not prior_cfg:
-        network = instantiate(cfg.model.backbone)
+        network = check_backbone(instantiate(cfg.model.backbone), name)
     else:
         extra = get_class(prior_cfg._target_).extra_channels
         in_channels = cfg.model.backbone.in_channels + extra
         backbone = instantiate(cfg.model.backbone, in_channels=in_channels)
-        network = instantiate(prior_cfg, backbone=backbone)
+        network = instantiate(prior_cfg, backbone=check_backbone(backbone, name))
     head_cfg = cfg.get("color_head")
     return instantiate(head_cfg, network=network) if head_cfg else network
+
+
+def check_backbone(backbone: nn.Module, name: str) -> nn.Module:
+    """``backbone``, once it has a ``stride`` (an int >= 1: its total downsampling), which
+    the hint prior, the colour head, the config check and export read."""
+    stride = getattr(backbone, "stride", None)
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ConfigError(
+            f"model={name}: {type(backbone).__name__} has no valid `stride` (got {stride!r}); "
+            "a backbone sets its total downsampling as an int >= 1 (the contract in "
+            "src/hintcolor/models/backbones/__init__.py)"
+        )
+    return backbone
 
 
 def build_module(cfg: DictConfig, backbone: nn.Module) -> ColorizationModule:

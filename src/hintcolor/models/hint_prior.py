@@ -190,7 +190,7 @@ class PushPullResidual(nn.Module):
         self.backbone = backbone
         # > 0: the interpolation follows the photo's edges (push_pull's docstring)
         self.edge_sweeps = int(edge_sweeps)
-        self.stride: int = getattr(backbone, "stride", 1)
+        self.stride: int = backbone.stride
         # Per-channel scale of the correction. At 0 the untrained model *is* the interpolation
         # and moves away from it only as far as training finds it pays (ReZero, Bachlechner
         # et al. 2021): a short run cannot end below its own prior.
