@@ -41,24 +41,26 @@ format: install
 	$(PY) -m ruff check --fix src tests scripts
 
 # Speed of every backbone: FLOPs, training throughput vs a bare loop, efficiency, data pipeline,
-# latency, memory; prints the tables and regenerates them in README.md
+# latency, memory; prints the tables and regenerates them in docs/benchmarks.md
 bench: install
-	$(PY) scripts/bench.py --readme README.md $(ARGS)
+	$(PY) scripts/bench.py --readme docs/benchmarks.md $(ARGS)
 
-# Does bf16 cost quality? The default run trained in bf16 and in fp32, PSNR@k of both (~12 min)
+# Does bf16 cost quality? The default run trained in bf16 and in fp32, PSNR@k of both (~12 min);
+# regenerates its table in docs/benchmarks.md
 bench-precision: install
-	$(PY) scripts/bench_precision.py --readme README.md $(ARGS)
+	$(PY) scripts/bench_precision.py --readme docs/benchmarks.md $(ARGS)
 
 # Does pruning pay? The same Optuna study with and without the median pruner (~25 min on 2
-# cores); regenerates the README table
+# cores); regenerates its table in docs/benchmarks.md
 bench-sweep: install
-	$(PY) scripts/bench_sweep.py --readme README.md $(ARGS)
+	$(PY) scripts/bench_sweep.py --readme docs/benchmarks.md $(ARGS)
 
 # Which backbone? Each one trained under experiment=backbone_budget on the research pool, PSNR@k
 # on the ImageNet sample next to gray / idw / push_pull and the published SIGGRAPH'17 curve
-# (~1.5 h on 2 cores; finished runs are reused); regenerates the README table and plot
+# (~1.5 h on 2 cores; finished runs are reused); regenerates its table in docs/benchmarks.md
+# and the plot
 bench-quality: install
-	$(PY) scripts/bench_quality.py --readme README.md --plot docs/backbones_psnr_at_k.png $(ARGS)
+	$(PY) scripts/bench_quality.py --readme docs/benchmarks.md --plot docs/backbones_psnr_at_k.png $(ARGS)
 
 # Rebuild the shipped model (models/hintcolor-v1/): train experiment=release on ~6,000 photos of
 # ../shared/data (~1 h on 2 CPU cores with bf16), pack the weights, evaluate them on the
@@ -72,15 +74,16 @@ app: install
 
 # Does the page stay responsive? GET / and a click, idle and during a 24-megapixel download,
 # against the real server (the shipped model, or CKPT=path/to/best.ckpt); regenerates the
-# README's bench-app block
+# bench-app block in docs/benchmarks.md
 bench-app: install
-	$(PY) scripts/bench_app.py --readme README.md $(if $(CKPT),--ckpt $(CKPT)) $(ARGS)
+	$(PY) scripts/bench_app.py --readme docs/benchmarks.md $(if $(CKPT),--ckpt $(CKPT)) $(ARGS)
 
-# optuna-dashboard on a study of logs/optuna/ (STUDY=name), on 127.0.0.1 only
+# optuna-dashboard on study STUDY, stored where conf/hparams_search/base.yaml says; 127.0.0.1 only
 STUDY ?= hintcolor
 dashboard: install
 	$(PY) -m pip install -q "optuna-dashboard>=0.17,<1"
-	$(VENV)/bin/optuna-dashboard --host 127.0.0.1 --port 8080 sqlite:///logs/optuna/$(STUDY).db
+	url=$$($(PY) -m hydra_plugins.hintcolor_optuna_sweeper.storage $(STUDY)) && \
+	$(VENV)/bin/optuna-dashboard --host 127.0.0.1 --port 8080 "$$url"
 
 clean:
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache

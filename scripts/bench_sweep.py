@@ -19,6 +19,8 @@ import optuna
 from optuna.trial import TrialState
 from reports import publish
 
+from hydra_plugins.hintcolor_optuna_sweeper.storage import configured_url
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -53,7 +55,8 @@ def run_study(name: str, pruner: str, args: argparse.Namespace, out: Path) -> di
         stderr=subprocess.DEVNULL,
     )
     wall = time.perf_counter() - start
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{out}/optuna/{name}.db")
+    storage = configured_url(name, [f"paths.log_dir={out}"])
+    study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     return {
         "pruner": pruner,

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from wandb_runs import offline_runs
 
 from hydra_plugins.hintcolor_optuna_sweeper.search_space import parse_search_space, to_suggest
+from hydra_plugins.hintcolor_optuna_sweeper.storage import configured_url, database_file
 from hydra_plugins.hintcolor_optuna_sweeper.sweeper import OptunaSweeper
 
 
@@ -106,8 +107,13 @@ def _sweep(tmp_path: Path, *args: str, wait: bool = True):
 STUDY = "hintcolor-debug"
 
 
+def _url(tmp_path: Path, name: str = STUDY) -> str:
+    """Where the sweeps above keep study ``name`` (conf/hparams_search/base.yaml)."""
+    return configured_url(name, [f"paths.log_dir={tmp_path}"])
+
+
 def _study(tmp_path: Path, name: str = STUDY) -> optuna.study.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/optuna/{name}.db")
+    return optuna.load_study(study_name=name, storage=_url(tmp_path, name))
 
 
 def test_multirun_sweep_end_to_end(tmp_path):
@@ -115,7 +121,7 @@ def test_multirun_sweep_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = _study(tmp_path)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
-    assert not (tmp_path / "optuna" / "hintcolor.db").exists()  # the real study is untouched
+    assert not database_file(_url(tmp_path, "hintcolor")).exists()  # the real study: untouched
     out = tmp_path / "optuna" / STUDY
     summary = yaml.safe_load((out / "best_params.yaml").read_text())
     assert summary["best"]["value"] == pytest.approx(study.best_value)
@@ -198,13 +204,13 @@ def test_too_many_failures_stop_with_the_cause(tmp_path):
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
+    url = _url(tmp_path)
     proc = _sweep(tmp_path, "hydra.sweeper.n_trials=4", wait=False)
-    db = tmp_path / "optuna" / f"{STUDY}.db"
     deadline = time.time() + 300
     while time.time() < deadline:  # kill it while a trial is running, after one finished
         time.sleep(0.2)
         try:  # read only: never race the sweep to create the tables
-            storage = optuna.storages.RDBStorage(f"sqlite:///{db}", skip_table_creation=True)
+            storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
             states = [t.state for t in optuna.load_study(study_name=STUDY, storage=storage).trials]
         except Exception:  # not created yet
             continue

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from hintcolor.tuning import trial_seed
 from hydra_plugins.hintcolor_optuna_sweeper import settings as settings_module
 from hydra_plugins.hintcolor_optuna_sweeper import sweeper as sweeper_module
+from hydra_plugins.hintcolor_optuna_sweeper.storage import configured_url
 
 Objective = Callable[[dict[str, str]], Any]
 
@@ -148,10 +149,16 @@ def test_resumed_grid_study_runs_every_combination_once(tmp_path):
 # -- debug runs use their own study ---------------------------------------------------------
 
 
+def _url(log_dir: Path, name: str = "hintcolor") -> str:
+    """Where a study of these runs is stored (conf/hparams_search/base.yaml)."""
+    return configured_url(name, [f"paths.log_dir={log_dir}"])
+
+
 def test_debug_run_uses_its_own_study(tmp_path):
+    url = _url(tmp_path, "hintcolor-debug")
     with _sweeper(tmp_path, "debug=fast", "hydra.sweeper.n_trials=2") as sweeper:
         assert sweeper.conf.study_name == "hintcolor-debug"
-        assert sweeper.conf.storage == f"sqlite:///{tmp_path}/optuna/hintcolor-debug.db"
+        assert sweeper.conf.storage == url
         sweeper.sweep(list(sweeper.config.hydra.overrides.task))
         # each job reaches the same study (pruning) and writes into its sweep dir
         job = sweeper.hydra_context.config_loader.load_sweep_config(
@@ -183,9 +190,10 @@ def test_debug_run_uses_its_own_study(tmp_path):
     ],
 )
 def test_study_name_given_on_the_command_line_is_kept(tmp_path, overrides, name):
+    url = _url(tmp_path, name)
     with _sweeper(tmp_path, *overrides) as sweeper:
         assert sweeper.conf.study_name == name
-        assert sweeper.conf.storage.endswith(f"/optuna/{name}.db")
+        assert sweeper.conf.storage == url
         assert sweeper.config.hydra.sweep.dir == f"{tmp_path}/optuna/{name}"
 
 
@@ -222,7 +230,7 @@ def test_searching_a_setting_does_not_count_as_a_difference(tmp_path):
 
 
 def _study_of(log_dir: Path, name: str = "hintcolor") -> optuna.study.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{log_dir}/optuna/{name}.db")
+    return optuna.load_study(study_name=name, storage=_url(log_dir, name))
 
 
 # -- checkpoints kept -------------------------------------------------------------------------

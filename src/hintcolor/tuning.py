@@ -11,6 +11,8 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import Callback
 from omegaconf import DictConfig
 
+from hydra_plugins.hintcolor_optuna_sweeper.storage import load_trial
+
 log = logging.getLogger(__name__)
 
 
@@ -105,8 +107,6 @@ def pruning_callbacks(cfg: DictConfig, monitor: str = "val/psnr") -> list[Callba
         return []
     from optuna_integration import PyTorchLightningPruningCallback
 
-    study = optuna.load_study(
-        study_name=sweeper.study_name, storage=sweeper.storage, pruner=build_pruner(sweeper.pruner)
-    )
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    return [PyTorchLightningPruningCallback(optuna.trial.Trial(study, trial_id), monitor=monitor)]
+    pruner = build_pruner(sweeper.pruner)
+    trial = load_trial(sweeper.storage, sweeper.study_name, number, pruner)
+    return [PyTorchLightningPruningCallback(trial, monitor=monitor)]

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import math
 import shutil
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -18,16 +17,15 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, read_write
-from optuna.storages._heartbeat import BaseHeartbeat  # public API has no name for it
 from optuna.trial import TrialState
 
 from hintcolor.tuning import build_pruner, build_sampler, seeded_per_trial
 
 from .config import OptunaSweeperConf
-from .locking import study_lock
 from .results import write_results
 from .search_space import Suggest, parse_search_space, trial_overrides
 from .settings import check_settings, job_settings
+from .storage import Heartbeat, open_storage, open_study, study_lock
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +67,6 @@ class OptunaSweeper(Sweeper):
         log.info(f"debug run: study {name!r}, apart from the real one")
 
     # -- study ---------------------------------------------------------------------------
-    def _storage(self) -> optuna.storages.BaseStorage | None:
-        url = self.conf.storage
-        if url is None:
-            return None
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=self.conf.heartbeat_interval,
-            grace_period=self.conf.grace_period,
-        )
-
     def _sampler(self, trial_number: int | None = None) -> optuna.samplers.BaseSampler:
         if self.conf.sampler.name == "grid" and "search_space" not in (
             self.conf.sampler.kwargs or {}
@@ -116,14 +102,15 @@ class OptunaSweeper(Sweeper):
         # Under the lock: workers starting together would race to create the tables, and
         # to record the study's settings.
         with study_lock(self.conf.storage, self.conf.study_name):
-            storage = self._storage()
-            study = optuna.create_study(
-                study_name=self.conf.study_name,
-                storage=storage,
+            storage = open_storage(
+                self.conf.storage, self.conf.heartbeat_interval, self.conf.grace_period
+            )
+            study = open_study(
+                storage,
+                self.conf.study_name,
+                direction=self.conf.direction,
                 sampler=self._sampler(),
                 pruner=build_pruner(self.conf.pruner),
-                direction=self.conf.direction,
-                load_if_exists=True,
             )
             check_settings(study, settings, self.conf.ignore_settings, searched=space)
         log.info(
@@ -140,8 +127,11 @@ class OptunaSweeper(Sweeper):
                 remaining = self.conf.n_trials - finished - running
                 if remaining > 0:
                     trials = [self._ask(study) for _ in range(min(self.conf.n_jobs, remaining))]
-                    heartbeat = _Heartbeat(study, trials, self.conf.heartbeat_interval)
-                    heartbeat.beat()  # at once: a trial that never beat is never found stale
+                    numbers = [t.number for t in trials]
+                    heartbeat = Heartbeat(
+                        storage, study.study_name, numbers, self.conf.heartbeat_interval
+                    )
+                    heartbeat.beat()  # at once, under the lock: see Heartbeat.beat
             if remaining <= 0:
                 if running == 0:
                     break
@@ -232,37 +222,6 @@ class OptunaSweeper(Sweeper):
         for t in study.get_trials(deepcopy=False, states=FINISHED):
             if t.number not in keep:
                 shutil.rmtree(sweep_dir / _trial_dir(t.number) / "checkpoints", ignore_errors=True)
-
-
-class _Heartbeat:
-    """Beats for the trials this worker runs, so a killed worker's trials become FAIL.
-
-    Optuna beats only inside ``study.optimize``; with ask/tell the sweeper must do it.
-    """
-
-    def __init__(self, study: optuna.study.Study, trials: list, interval: int) -> None:
-        self.storage = study._storage
-        self.trial_ids = [t._trial_id for t in trials]
-        self.interval = interval
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def beat(self) -> None:
-        if isinstance(self.storage, BaseHeartbeat):
-            for trial_id in self.trial_ids:
-                self.storage.record_heartbeat(trial_id)
-
-    def _run(self) -> None:
-        while not self.stop.wait(self.interval):
-            self.beat()
-
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def study_name(config: DictConfig) -> str:
