@@ -1,4 +1,8 @@
-"""Benchmark reports: printed, saved as Markdown + JSON, and regenerated into the README."""
+"""Benchmark reports: printed, saved as Markdown + JSON, and regenerated into a Markdown page.
+
+The `make bench*` targets regenerate their blocks in ``docs/benchmarks.md`` (the README keeps
+a short summary of each); ``scripts/release_model.py`` regenerates the README's release block.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +23,14 @@ def replace_block(path: Path, name: str, text: str) -> None:
 
 
 def publish(
-    table: str, data: dict[str, Any], out: Path, stem: str, readme: Path | None, block: str
+    table: str, data: dict[str, Any], out: Path, stem: str, page: Path | None, block: str
 ) -> None:
-    """Print ``table``; write ``out/stem.md`` and ``out/stem.json``; update README ``block``."""
+    """Print ``table``; write ``out/stem.md`` and ``out/stem.json``; regenerate ``block`` in
+    the Markdown ``page`` (the ``--readme`` argument of the bench scripts) when one is given."""
     print(table)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.md").write_text(table + "\n")
     (out / f"{stem}.json").write_text(json.dumps(data, indent=2))
-    if readme:
-        replace_block(readme, block, table)
+    if page:
+        replace_block(page, block, table)
     print(f"wrote {out / stem}.md and .json")
