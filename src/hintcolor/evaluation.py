@@ -51,6 +51,7 @@ from hintcolor.metrics import METRICS, ImageScorer, Metric
 from hintcolor.models.hint_prior import push_pull
 from hintcolor.precision import autocast
 from hintcolor.tracking import tracked_runs
+from hintcolor.utils.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +277,7 @@ def score_images(
             if limit is not None:
                 rgb_u8, indices = rgb_u8[: limit - seen], indices[: limit - seen]
             _score_batch(rgb_u8.to(network.device), indices, network, protocol, scores)
+            release_free_memory()  # else the heap fragments: 24 GB after 312 photos
             seen += len(rgb_u8)
             progress.advance(len(rgb_u8))
     return scores, seen
