@@ -100,7 +100,9 @@ def test_a_tracker_that_could_not_start_is_left_out(tmp_path, monkeypatch):
 
 
 def test_precision_auto_is_the_fast_one_of_the_accelerator(tmp_path, monkeypatch):
-    monkeypatch.setattr("hintcolor.build.fast_precision", lambda accelerator: f"fast-{accelerator}")
+    monkeypatch.setattr(
+        "hintcolor.precision.fast_precision", lambda accelerator: f"fast-{accelerator}"
+    )
     cfg = compose("train", ["trainer=cpu"], tmp_path)
     assert resolve_precision(cfg.trainer) == "fast-cpu"
     cfg.trainer.precision = "32-true"

@@ -3,14 +3,16 @@
 import pytest
 import torch
 from conftest import color_head
+from hydra.utils import instantiate
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from hintcolor.data import FixedHints, make_batch
 from hintcolor.data.color import normalized_lab_to_rgb
 from hintcolor.metrics import psnr_per_image, ssim_per_image
 from hintcolor.models import ColorizationLoss, ColorizationModule
-from hintcolor.models.backbones import SIGGRAPH17, ResUNet, UNet, ViT
+from hintcolor.models.backbones import ResUNet
 from hintcolor.models.hint_prior import PushPullResidual
+from hintcolor.models.registry import compared_backbones, quick_backbone
 
 
 def _batch(kodak_files, size=48):
@@ -107,10 +109,8 @@ def test_logged_metrics_are_the_metrics_modules_values(kodak_files, stage):
 
 
 HEAD_BACKBONES = {
-    "resunet": lambda c: ResUNet(in_channels=c, widths=(8, 16, 32), bridge=32),
-    "unet": lambda c: UNet(in_channels=c, depth=3, base_width=8),
-    "siggraph17": lambda c: SIGGRAPH17(in_channels=c, width_mult=0.125),
-    "vit": lambda c: ViT(in_channels=c, patch=8, dim=32, depth=2, heads=2, max_relative=3),
+    name: (lambda c, name=name: instantiate(quick_backbone(name), in_channels=c))
+    for name in compared_backbones()
 }
 
 

@@ -14,10 +14,10 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from hintcolor import precision
 from hintcolor.config import ConfigError
 from hintcolor.data import ColorizationDataModule
 from hintcolor.models import ColorizationModule
-from hintcolor.utils.hardware import fast_precision
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +96,10 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
 
 
 def resolve_precision(trainer_cfg: DictConfig) -> str | int:
-    precision = trainer_cfg.get("precision", "auto")
-    if precision == "auto":
-        return fast_precision(str(trainer_cfg.get("accelerator", "auto")))
-    return precision
+    """The trainer's Lightning precision (``auto``: the fastest safe one on its accelerator)."""
+    return precision.resolve_precision(
+        trainer_cfg.get("precision", "auto"), str(trainer_cfg.get("accelerator", "auto"))
+    )
 
 
 def build_trainer(

@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers: list[Logger] = []
     try:
         backbone = build_backbone(cfg)
-        check_train_config(cfg, getattr(backbone, "stride", 1))
+        check_train_config(cfg, backbone.stride)
         if cfg.get("init_from"):
             log.info(load_network_weights(backbone, cfg.init_from))
         module = build_module(cfg, backbone)

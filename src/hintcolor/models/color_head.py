@@ -65,7 +65,7 @@ class ColorDistributionHead(nn.Module):
         if width < 1:
             raise ValueError(f"color_head.width must be >= 1, got {width}")
         self.network = network
-        self.stride: int = getattr(network, "stride", 1)
+        self.stride: int = network.stride
         self.feature_stride = int(network.feature_stride)
         self.distribution = ColorDistributionLoss(
             grid, neighbours, sigma, rebalance, rebalance_lambda, prior_sigma
