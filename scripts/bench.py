@@ -2,7 +2,7 @@
 data pipeline, inference latency and peak memory, for every backbone.
 
     python scripts/bench.py [--backbones NAME,...] [--out logs/bench] [--quick]
-                            [--readme README.md]
+                            [--readme docs/benchmarks.md]
 
 The backbones default to the compared ones of conf/model/ (hintcolor.models.registry).
 

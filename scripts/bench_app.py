@@ -437,7 +437,9 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=30, help="clicks in the browser")
     parser.add_argument("--repeats", type=int, default=20, help="idle requests of each kind")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench")
-    parser.add_argument("--readme", type=Path, help="regenerate this README's bench-app block")
+    parser.add_argument(
+        "--readme", type=Path, help="regenerate this page's bench-app block (docs/benchmarks.md)"
+    )
     args = parser.parse_args()
     print("measuring the page (about 2 minutes) ...", file=sys.stderr)
     report = io.StringIO()

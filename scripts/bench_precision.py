@@ -1,7 +1,7 @@
 """Does the fast precision cost quality? The same training run in bf16-mixed and in fp32.
 
     python scripts/bench_precision.py [--epochs 8] [--limit 200] [--out logs/bench/precision]
-                                      [--readme README.md]
+                                      [--readme docs/benchmarks.md]
 
 Both runs use the default config and seed; both checkpoints are evaluated in fp32 with the
 Zhang et al. protocol on the ImageNet sample (or --test-dir), so only the training precision

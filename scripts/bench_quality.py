@@ -2,7 +2,7 @@
 non-learned references and the published SIGGRAPH'17 curve.
 
     python scripts/bench_quality.py [--backbones NAME,...] [--seeds 0]
-        [--set KEY=VALUE ...] [--tag NAME] [--out logs/bench/quality] [--readme README.md]
+        [--set KEY=VALUE ...] [--tag NAME] [--out logs/bench/quality] [--readme docs/benchmarks.md]
         [--report-only] [--quick]
 
 The backbones default to the compared ones of conf/model/ (hintcolor.models.registry).
