@@ -146,17 +146,28 @@ class OptunaSweeper(Sweeper):
             for trial, ret in zip(trials, returns, strict=True):
                 self._tell(study, trial, ret, failures)
                 self._drop_checkpoints(study, sweep_dir)
-            if failures and len(failures) > self.conf.max_failure_rate * self.conf.n_trials:
-                write_results(study, sweep_dir, space)
-                cause = failures[-1]
-                rate = self.conf.max_failure_rate
-                message = f"{len(failures)} trial(s) failed (max_failure_rate={rate})"
-                log.error(f"sweep stopped: {message}")
-                if isinstance(cause, BaseException):
-                    raise RuntimeError(f"{message}; last error: {cause!r}") from cause
-                raise RuntimeError(f"{message}; last: {cause}")
+            self._stop_if_failing(study, failures, sweep_dir, space)
         write_results(study, sweep_dir, space)
         return study
+
+    def _stop_if_failing(
+        self,
+        study: optuna.study.Study,
+        failures: list[BaseException | str],
+        sweep_dir: Path,
+        space: dict[str, Suggest],
+    ) -> None:
+        """Past ``max_failure_rate`` of the trials failed: the results so far, then an error
+        naming the last failure."""
+        if not failures or len(failures) <= self.conf.max_failure_rate * self.conf.n_trials:
+            return
+        write_results(study, sweep_dir, space)
+        cause = failures[-1]
+        message = f"{len(failures)} trial(s) failed (max_failure_rate={self.conf.max_failure_rate})"
+        log.error(f"sweep stopped: {message}")
+        if isinstance(cause, BaseException):
+            raise RuntimeError(f"{message}; last error: {cause!r}") from cause
+        raise RuntimeError(f"{message}; last: {cause}")
 
     def _job_overrides(
         self, trial: optuna.trial.Trial, space: dict[str, Suggest], fixed: Sequence[str]
