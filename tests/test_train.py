@@ -122,20 +122,30 @@ def test_eval_writes_table_with_references(tmp_path, photo_folders):
 _cli = run_cli
 
 
+# Each case is a real CLI run (~8 s of start-up on 2 cores): `make test` keeps one check of a
+# composed config and one composition error; `make test-full` runs them all
+_SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["optimizer.lr=-0.1"], "optimizer.lr must be a positive number"),
-        (
+        pytest.param(
             ["data.image_size=16"],
             "smaller than the resunet backbone's total downsampling factor (32)",
+            marks=_SLOW,
         ),
-        (["ckpt_path=/nope/best.ckpt"], "checkpoint /nope/best.ckpt does not exist"),
-        (["data.train_dir=/nope/photos"], "/nope/photos does not exist"),
+        pytest.param(
+            ["ckpt_path=/nope/best.ckpt"], "checkpoint /nope/best.ckpt does not exist", marks=_SLOW
+        ),
+        pytest.param(["data.train_dir=/nope/photos"], "/nope/photos does not exist", marks=_SLOW),
         (["model=nosuchmodel"], "nosuchmodel"),
-        (["hints=nosuchhints"], "nosuchhints"),
-        (["test=true"], "test=true needs test data"),
-        (["data.val_dir=null"], "training needs data.train_dir and data.val_dir"),
+        pytest.param(["hints=nosuchhints"], "nosuchhints", marks=_SLOW),
+        pytest.param(["test=true"], "test=true needs test data", marks=_SLOW),
+        pytest.param(
+            ["data.val_dir=null"], "training needs data.train_dir and data.val_dir", marks=_SLOW
+        ),
     ],
 )
 def test_bad_configuration_is_one_clear_error(tmp_path, args, message):
