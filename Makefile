@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SCALE  := $(VENV)/.installed-scale
 # CPU machines get the CPU build of torch (small, found locally); GPU machines the default build.
 TORCH  ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch>=2.4$(comma)<2.15,torch==2.13.0)
 comma  := ,
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: install train test test-full lint format clean dashboard bench bench-precision bench-sweep bench-quality app bench-app model
+.PHONY: install install-scale train test test-full lint format clean dashboard bench bench-precision bench-sweep bench-quality app bench-app model
 
 install: $(STAMP)
 
@@ -20,16 +21,27 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# The scale-out extras (submitit launchers, LitData shards) for the tests; `make train` does
+# not need them. torch is named again so that no extra can swap the installed build for
+# another; LitData goes in without its dependencies (see the `scale` extra in pyproject.toml).
+LITDATA ?= litdata>=0.2.70,<0.3
+install-scale: $(SCALE)
+
+$(SCALE): $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,scale]" "torch==$$($(PY) -c 'import torch; print(torch.__version__)')"
+	$(PY) -m pip install -q --no-deps "$(LITDATA)"
+	touch $(SCALE)
+
 # The quickstart run: at most 14 minutes. max_time is the run's budget, not a cut: the
 # learning-rate schedule anneals over it, so a slower machine (fp32 without AVX512-BF16)
 # trains fewer epochs but still ends at the schedule's floor; the run says how it ended.
 train: install
 	$(PY) src/train.py model=resunet trainer.max_time=00:00:14:00 $(ARGS)
 
-test: install
+test: install-scale
 	WANDB_MODE=offline $(PY) -m pytest -q $(ARGS)
 
-test-full: install
+test-full: install-scale
 	WANDB_MODE=offline $(PY) -m pytest -q -m "" $(ARGS)
 
 lint: install
