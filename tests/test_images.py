@@ -1,25 +1,21 @@
-"""Photo decoding and vetting on real files in the formats users actually have."""
+"""Photo finding and decoding on real files in the formats users actually have (vetting:
+tests/test_vetting.py)."""
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from hintcolor.data import images
 from hintcolor.data.dataset import PhotoDataset
 from hintcolor.data.images import (
-    DEFAULT_MAX_PIXELS,
-    channel_difference,
+    PhotoTooLarge,
     describe_others,
     find_images,
-    is_grayscale,
     list_images,
     load_rgb,
-    log_report,
-    scan_images,
 )
+from hintcolor.data.vetting import scan_images
 
 
 @pytest.fixture
@@ -63,13 +59,6 @@ def test_exif_orientation_is_honoured(tmp_path: Path, photo: Image.Image):
     assert load_rgb(tmp_path / "r.jpg").shape[:2] == (w, h)
 
 
-def test_grayscale_rule(photo: Image.Image):
-    rgb = np.asarray(photo)
-    assert not is_grayscale(rgb) and channel_difference(rgb) > 5
-    gray = np.asarray(photo.convert("L").convert("RGB"))
-    assert is_grayscale(gray) and channel_difference(gray) == 0
-
-
 def test_find_images_is_recursive_and_clear_when_empty(tmp_path: Path, photo: Image.Image):
     (tmp_path / "a" / "b").mkdir(parents=True)
     photo.save(tmp_path / "a" / "b" / "x.JPG")
@@ -83,78 +72,6 @@ def test_find_images_is_recursive_and_clear_when_empty(tmp_path: Path, photo: Im
         find_images(tmp_path / "missing")
 
 
-def test_scan_counts_and_caches(tmp_path: Path, photo: Image.Image):
-    d = tmp_path / "photos"
-    d.mkdir()
-    photo.save(d / "ok.jpg")
-    photo.convert("L").convert("RGB").save(d / "gray.png")
-    photo.convert("L").save(d / "gray_l.jpg")
-    good = (d / "ok.jpg").read_bytes()
-    (d / "truncated.jpg").write_bytes(good[: len(good) // 2])
-    (d / "garbage.png").write_bytes(b"\x89PNG not really")
-    files = find_images(d)
-    report = scan_images(files, cache_dir=tmp_path / "cache")
-    assert [p.name for p in report.usable] == ["ok.jpg"]
-    assert sorted(p.name for p in report.grayscale) == ["gray.png", "gray_l.jpg"]
-    assert sorted(p.name for p in report.unreadable) == ["garbage.png", "truncated.jpg"]
-    assert "1 usable images, 2 grayscale skipped, 2 unreadable skipped" in report.summary("x")
-    assert list((tmp_path / "cache").glob("scan-*.json"))
-    # a file that changes is vetted again (size/mtime in the cache key)
-    (d / "truncated.jpg").write_bytes(good)
-    again = scan_images(files, cache_dir=tmp_path / "cache")
-    assert sorted(p.name for p in again.usable) == ["ok.jpg", "truncated.jpg"]
-
-
-def test_file_name_not_utf8_is_read_and_shown(tmp_path: Path, photo: Image.Image, caplog):
-    """A name in another system's encoding (bytes 0xff) is read, cached and logged."""
-    bad = Path(os.fsdecode(os.fsencode(tmp_path) + b"/bad\xff.jpg"))
-    photo.save(bad)
-    (tmp_path / "broken\udcfe.png").write_bytes(b"\x89PNG not really")
-    files = find_images(tmp_path)
-    assert bad in files
-    report = scan_images(files, cache_dir=tmp_path / "cache")
-    assert report.usable == [bad] and len(report.unreadable) == 1
-    assert scan_images(files, cache_dir=tmp_path / "cache").usable == [bad]  # from the cache
-    assert load_rgb(bad).shape == np.asarray(photo).shape
-    with caplog.at_level("INFO"):
-        log_report(report, "train")
-    assert "broken\\xfe.png" in caplog.text
-    caplog.text.encode("utf-8")  # a log file handler (strict UTF-8) can write it
-
-
-def _palette_png(path: Path, width: int, height: int) -> Path:
-    """A colour photo-sized PNG that takes ~100 KB on disk, whatever its pixel count."""
-    img = Image.new("P", (width, height))
-    img.putpalette([200, 30, 30, 30, 200, 30] + [0, 0, 0] * 254)
-    ImageDraw.Draw(img).rectangle([0, 0, width // 2, height], fill=1)
-    img.save(path)
-    return path
-
-
-def test_photo_over_max_pixels_is_skipped_without_decoding(tmp_path, monkeypatch, caplog):
-    big = _palette_png(tmp_path / "big.png", 8000, 7000)  # 56 MP, over the 50 MP default
-    assert big.stat().st_size < 2_000_000
-    decoded = []
-    monkeypatch.setattr(images, "load_rgb", lambda *a, **k: decoded.append(a) or load_rgb(*a, **k))
-    report = scan_images([big], cache_dir=tmp_path / "cache")
-    assert report.too_large == {big: "8000x7000"} and not report.usable
-    assert decoded == []  # the limit is checked from the header: no full decode
-    assert "1 over data.max_pixels skipped" in report.summary("train")
-    with caplog.at_level("WARNING"):
-        log_report(report, "train")
-    assert f"data.max_pixels={DEFAULT_MAX_PIXELS} (50 MP)" in caplog.text
-    assert "Raise the limit with data.max_pixels=" in caplog.text and "big.png" in caplog.text
-
-
-def test_raising_max_pixels_vets_the_photo_again(tmp_path: Path, photo: Image.Image):
-    photo.save(tmp_path / "p.jpg")  # 512 x 341 = 174,592 pixels
-    files = [tmp_path / "p.jpg"]
-    cache = tmp_path / "cache"
-    assert list(scan_images(files, cache, max_pixels=150_000).too_large) == files
-    assert scan_images(files, cache, max_pixels=200_000).usable == files
-    assert list(scan_images(files, cache, max_pixels=150_000).too_large) == files
-
-
 def test_large_jpeg_is_decoded_at_reduced_size(tmp_path: Path, photo: Image.Image):
     big = photo.resize((4096, 2731))
     big.save(tmp_path / "big.jpg", quality=90)
@@ -165,6 +82,13 @@ def test_large_jpeg_is_decoded_at_reduced_size(tmp_path: Path, photo: Image.Imag
     assert load_rgb(tmp_path / "big.jpg").shape == (2731, 4096, 3)  # default: full size
     ds = PhotoDataset([tmp_path / "big.jpg"], min_side=512)
     assert ds[0][0].shape == (3, 683, 1024)
+
+
+def test_pixel_limit_is_checked_from_the_header(tmp_path: Path, photo: Image.Image):
+    photo.save(tmp_path / "p.jpg")  # 512 x 341 = 174,592 pixels
+    with pytest.raises(PhotoTooLarge, match=r"512x341 pixels, over data.max_pixels=150000"):
+        load_rgb(tmp_path / "p.jpg", max_pixels=150_000)
+    assert load_rgb(tmp_path / "p.jpg", max_pixels=200_000).shape == (341, 512, 3)
 
 
 def test_gif_first_frame_is_used_and_other_files_are_counted(tmp_path, photo: Image.Image):

@@ -16,16 +16,9 @@ from torch.utils.data import DataLoader
 from hintcolor.data.color import rgb_uint8_to_normalized_lab
 from hintcolor.data.dataset import PhotoDataset, collate_skip_failed, seed_worker
 from hintcolor.data.hints import HintSimulator, model_input
-from hintcolor.data.images import (
-    DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
-    ScanReport,
-    describe_others,
-    list_images,
-    log_report,
-    scan_images,
-)
+from hintcolor.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, describe_others, list_images
 from hintcolor.data.sampler import EpochSampler
+from hintcolor.data.vetting import ScanReport, log_report, scan_images, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +69,9 @@ class ColorizationDataModule(L.LightningDataModule):
 
     Missing or empty folders fail at construction/set-up, naming the path; grayscale,
     unreadable and over-large (``max_pixels``) photos are skipped and counted in the log,
-    and so are files of other formats.
+    and so are files of other formats. ``vet=False`` trusts the folders: nothing is decoded
+    at start-up, grayscale photos are used, and files that fail when read are skipped and
+    counted at the end of the run (:meth:`teardown`).
     """
 
     def __init__(
@@ -100,6 +95,8 @@ class ColorizationDataModule(L.LightningDataModule):
         eval_hints: HintSimulator | None = None,
         cache_images: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        *,
+        vet: bool,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -130,9 +127,9 @@ class ColorizationDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.train_repeats = train_repeats
         self.pin_memory = pin_memory
-        self.cache_dir = cache_dir
         self.cache_images = cache_images
-        self.max_pixels = max_pixels
+        self.cache_dir, self.max_pixels, self.vet = cache_dir, max_pixels, vet  # vetting's
+        self._reports: dict[str, ScanReport] = {}  # prepare_data's, reused by set-up
         self.datasets: dict[str, PhotoDataset] = {}
         self._resume_at = (0, 0)  # (epoch, batches done) where the training order starts
         self._listings: dict[str, tuple[list[Path], Counter[str]]] = {}
@@ -187,13 +184,31 @@ class ColorizationDataModule(L.LightningDataModule):
         return out
 
     def _scan(self, files: list[Path]) -> ScanReport:
-        workers = os.cpu_count() or 1
+        workers = usable_cores()
         return scan_images(files, self.cache_dir, workers=workers, max_pixels=self.max_pixels)
 
     def prepare_data(self) -> None:
-        # Rank 0 only: vet every file once; set-up on every rank then reads the cache.
-        for stage_files in self._files().values():
-            self._scan(stage_files)
+        # Lightning calls this on local rank 0 of each node while the other ranks wait at a
+        # barrier, then set-up on every rank reads the cache. Called by several processes at
+        # once, the cache's lock makes all but one wait and then read its verdicts.
+        if self.vet and not self._reports:  # Lightning calls it again in fit
+            self._reports = {name: self._scan(files) for name, files in self._files().items()}
+
+    def _usable(self, name: str, files: list[Path]) -> list[Path]:
+        """The photos of split ``name`` to train on: vetted (from prepare_data or the cache;
+        a file missing from it is vetted now), or all of them with ``vet=False``."""
+        if not self.vet:
+            log.info(
+                f"{name}: {len(files)} photos used unvetted (data.vet=false): grayscale photos "
+                f"are trained on too; unreadable and over-large ones are skipped when read and "
+                f"counted at the end of the run"
+            )
+            return files
+        report = self._reports.get(name)
+        if report is None:
+            report = self._scan(files)
+        log_report(report, name)
+        return report.usable
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -201,14 +216,13 @@ class ColorizationDataModule(L.LightningDataModule):
         files = self._files()
         self._log_other_files()
         for name, stage_files in files.items():
-            report = self._scan(stage_files)
-            log_report(report, name)
-            if not report.usable:
+            usable = self._usable(name, stage_files)
+            if not usable:
                 where = ", ".join(self.dirs.get(name) or self.root)
                 raise ValueError(f"{name}: no usable colour photos under {where}")
             repeats = self.train_repeats if name == "train" else 1
             dataset = PhotoDataset(
-                report.usable,
+                usable,
                 self.transforms[name],
                 repeats,
                 self.cache_images,
@@ -221,6 +235,18 @@ class ColorizationDataModule(L.LightningDataModule):
             if name == "train":
                 dataset.seed_per_sample(torch.initial_seed())
             self.datasets[name] = dataset
+
+    def teardown(self, stage: str) -> None:
+        """Count the photos that failed when read (the loader's workers each log only their
+        own), at the end of every fit, validate or test run."""
+        rank = ""
+        if self.trainer is not None and self.trainer.world_size > 1:
+            rank = f" (rank {self.trainer.global_rank})"
+        for name, dataset in self.datasets.items():
+            failures = getattr(dataset, "failures", None)  # a PhotoDataset's
+            line = failures.describe(name) if failures is not None else None
+            if line is not None:
+                log.warning(line + rank)
 
     def _log_other_files(self) -> None:
         """Say how many files of each folder are not used because of their format."""

@@ -10,10 +10,43 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from hintcolor.data.images import DEFAULT_MAX_PIXELS, allow_pixels, load_rgb, shown
+from hintcolor.data.images import DEFAULT_MAX_PIXELS, PhotoTooLarge, load_rgb, shown
 from hintcolor.data.sampler import mix_seed
 
 log = logging.getLogger(__name__)
+
+# Why a photo could not be used when read.
+FAILURE_KINDS = ("unreadable", "over data.max_pixels", "failed in the transforms")
+UNREADABLE, TOO_LARGE, TRANSFORM_FAILED = range(len(FAILURE_KINDS))
+
+
+class ReadFailures:
+    """Which photos failed to load, in memory shared with the loader's worker processes, so
+    that the run can count them (each worker only logs its own)."""
+
+    def __init__(self, n_files: int) -> None:
+        # A shared tensor rather than a multiprocessing.Array: it also survives being
+        # pickled outside a process start (a plain copy then, never an error).
+        self._codes = torch.zeros(max(n_files, 1), dtype=torch.uint8).share_memory_()
+
+    def record(self, index: int, kind: int) -> None:
+        self._codes[index] = kind + 1  # 0: read fine (or not yet)
+
+    def counts(self) -> dict[str, int]:
+        """Photos per kind of failure (kinds with none left out)."""
+        found = torch.bincount(self._codes, minlength=len(FAILURE_KINDS) + 1)[1:].tolist()
+        return {kind: n for kind, n in zip(FAILURE_KINDS, found, strict=True) if n}
+
+    def describe(self, name: str) -> str | None:
+        """'train: 3 photo(s) could not be read ...', or None when all were read."""
+        counts = self.counts()
+        if not counts:
+            return None
+        kinds = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        return (
+            f"{name}: {sum(counts.values())} photo(s) could not be used when read and were "
+            f"skipped ({kinds}; each named in a warning above)"
+        )
 
 
 class PhotoDataset(Dataset):
@@ -24,8 +57,9 @@ class PhotoDataset(Dataset):
     ``min_side`` lets large JPEGs decode at reduced size (see :func:`load_rgb`): the
     transforms shrink them to the training crop anyway, and a full decode of a 48 MP photo
     at every read would dominate the data pipeline.
-    A file that fails to decode is logged once and yields ``None``, which
-    :func:`collate_skip_failed` drops, so a bad file never stops a run.
+    A file that fails to decode (or is over ``max_pixels``) is logged once, counted in
+    ``failures`` and yields ``None``, which :func:`collate_skip_failed` drops, so a bad file
+    never stops a run.
     """
 
     def __init__(
@@ -45,6 +79,7 @@ class PhotoDataset(Dataset):
         self.min_side = min_side
         self.max_pixels = max_pixels
         self._reported: set[int] = set()
+        self.failures = ReadFailures(len(self.files))
         self.sample_seed: int | None = None
         # Decoded once here, before the loader forks its workers: they share these pages
         # (copy-on-write) instead of each decoding every photo again every epoch.
@@ -54,18 +89,21 @@ class PhotoDataset(Dataset):
 
     def _decode(self, index: int) -> np.ndarray | None:
         try:
-            allow_pixels(self.max_pixels)  # here too: a worker may be a fresh process
-            rgb = load_rgb(self.files[index], min_side=self.min_side)
-        except Exception as exc:  # a file that changed or broke after the start-up scan
-            self._report(index, exc)
+            rgb = load_rgb(self.files[index], min_side=self.min_side, max_pixels=self.max_pixels)
+        except PhotoTooLarge as exc:  # unvetted (data.vet=false), or grown since vetting
+            self._report(index, exc, TOO_LARGE)
+            return None
+        except Exception as exc:  # unvetted, or a file that changed after the start-up scan
+            self._report(index, exc, UNREADABLE)
             return None
         rgb.setflags(write=False)  # a transform writing in place must not alter the cache
         return rgb
 
-    def _report(self, index: int, exc: Exception) -> None:
+    def _report(self, index: int, exc: Exception, kind: int) -> None:
+        self.failures.record(index, kind)
         if index not in self._reported:
             self._reported.add(index)
-            log.warning(f"skipping unreadable image {shown(self.files[index])}: {exc}")
+            log.warning(f"skipping {shown(self.files[index])} ({FAILURE_KINDS[kind]}): {exc}")
 
     def seed_per_sample(self, seed: int) -> None:
         """Augment each sample with its own seed, from ``seed`` and the sample's key (see
@@ -93,7 +131,7 @@ class PhotoDataset(Dataset):
             if self.transform is not None:
                 rgb = self.transform(image=rgb)["image"]
         except Exception as exc:  # e.g. a photo smaller than a fixed-size crop
-            self._report(index, exc)
+            self._report(index, exc, TRANSFORM_FAILED)
             return None
         rgb = np.ascontiguousarray(rgb.transpose(2, 0, 1))
         return torch.from_numpy(rgb), index
