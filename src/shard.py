@@ -1,0 +1,26 @@
+"""Write LitData shards for data=streaming from photo folders:
+
+    python src/shard.py data=folder data.train_dir=/photos/train data.val_dir=/photos/val \\
+        output_dir=/shards
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from hintcolor.cli import hydra_entry_point
+from hintcolor.data.shards import photo_source, shard_options, write_shards
+
+
+@hydra_entry_point("shard")
+def main(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "output_dir"):
+        raise SystemExit("error: output_dir: say where the shards go (a folder or an s3:// URL)")
+    try:
+        write_shards(photo_source(cfg.data), cfg.output_dir, shard_options(cfg))
+    except (ValueError, OSError) as exc:  # a missing folder, existing shards, a bad option
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()
