@@ -130,6 +130,14 @@ def test_resumed_seeded_study_draws_new_params_reproducibly(tmp_path, sampler):
     assert _params(_run(tmp_path / "c", "hydra.sweeper.n_trials=6", *SAMPLERS[sampler])) == resumed
 
 
+def test_trials_of_a_batch_draw_as_one_at_a_time(tmp_path):
+    # n_jobs=2 (parallel jobs): each trial still draws with its own seed, so the study is
+    # the one a sweep of one trial at a time makes
+    one_by_one = _params(_run(tmp_path / "a", "hydra.sweeper.n_trials=4"))
+    batches = _run(tmp_path / "b", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2")
+    assert _params(batches) == one_by_one and len(set(one_by_one)) == 4
+
+
 def test_trial_seeds_are_reproducible_and_distinct():
     seeds = [trial_seed(42, n) for n in range(100)]
     assert seeds == [trial_seed(42, n) for n in range(100)]
@@ -306,3 +314,52 @@ def test_progress_line_after_each_trial(tmp_path, caplog):
     # the sweep's own log file has them too, whatever Hydra does to the root logger
     log_file = (tmp_path / "optuna" / "hintcolor" / "sweep.log").read_text()
     assert all(line in log_file for line in lines)
+
+
+# -- jobs lost by the launcher ----------------------------------------------------------------
+
+
+class LosingLauncher(FakeLauncher):
+    """Raises for its first batch, as submitit's launcher does when a job is killed (no result
+    of the batch comes back), then runs jobs as FakeLauncher."""
+
+    def launch(self, job_overrides: list[list[str]], initial_job_idx: int) -> list[JobReturn]:
+        if initial_job_idx == 0:
+            raise RuntimeError(
+                "Job 4242 (task: 0) with path /x/4242_0_result.pkl\n"
+                "has not produced any output (state: INTERRUPTED)\nError stream produced:\n..."
+            )
+        return super().launch(job_overrides, initial_job_idx)
+
+
+def test_a_batch_lost_by_the_launcher_fails_and_the_sweep_goes_on(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    with _sweeper(
+        tmp_path,
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.max_failure_rate=0.5",
+    ) as sweeper:
+        sweeper.launcher = LosingLauncher(sweeper.launcher.sweep_dir, _value)
+        study = sweeper.sweep(list(sweeper.config.hydra.overrides.task))
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2  # never left RUNNING
+    failed = [r.getMessage() for r in caplog.records if " failed (" in r.getMessage()]
+    assert failed[0].startswith("trial_000 failed (1/4): RuntimeError('job lost: RuntimeError: ")
+    # the job and what became of it, not its whole stderr
+    assert "Job 4242" in failed[0] and "(state: INTERRUPTED)" in failed[0]
+    assert "Error stream" not in failed[0]
+
+
+def test_an_sqlite_study_with_slurm_jobs_is_warned_about(tmp_path, caplog):
+    # jobs on other nodes cannot share an SQLite file safely; a server database is fine
+    caplog.set_level(logging.WARNING)
+    with _sweeper(tmp_path, "hydra/launcher=slurm"):
+        pass
+    assert "SQLite is for one machine" in caplog.text
+    caplog.clear()
+    with _sweeper(tmp_path, "hydra/launcher=slurm", "hydra.sweeper.storage=postgresql://u@h/db"):
+        pass
+    with _sweeper(tmp_path, "hydra/launcher=local"):
+        pass
+    assert "SQLite" not in caplog.text

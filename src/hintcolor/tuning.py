@@ -109,4 +109,7 @@ def pruning_callbacks(cfg: DictConfig, monitor: str = "val/psnr") -> list[Callba
 
     pruner = build_pruner(sweeper.pruner)
     trial = load_trial(sweeper.storage, sweeper.study_name, number, pruner)
+    # which job ran the trial: with a submitit launcher, the SLURM (or local process) job
+    # id, whose logs are <sweep dir>/.submitit/<job_id>/
+    trial.set_user_attr("job_id", str(HydraConfig.get().job.get("id")))
     return [PyTorchLightningPruningCallback(trial, monitor=monitor)]

@@ -28,6 +28,8 @@ from hydra import compose, initialize_config_dir
 
 from hintcolor.cli import CONF_DIR, use_repository_root
 
+SQLITE_LOCK_TIMEOUT_S = 60
+
 
 def database_file(url: str) -> Path | None:
     """The file of an SQLite URL (``sqlite:///logs/x.db`` -> logs/x.db); None for a server
@@ -86,10 +88,17 @@ def open_storage(
     if url is None:
         return None
     path = database_file(url)
+    engine: dict = {}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Trial jobs in other processes (submitit_local) write their reports while the
+        # sweeper beats and tells: wait for SQLite's write lock longer than its 5 s default.
+        engine = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
     return optuna.storages.RDBStorage(
-        url, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+        url,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        engine_kwargs=engine,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, read_write
@@ -25,7 +26,7 @@ from .config import OptunaSweeperConf
 from .results import write_results
 from .search_space import Suggest, parse_search_space, trial_overrides
 from .settings import check_settings, job_settings
-from .storage import Heartbeat, open_storage, open_study, study_lock
+from .storage import Heartbeat, database_file, open_storage, open_study, study_lock
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,19 @@ class OptunaSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+        self._warn_if_sqlite_on_a_cluster()
+
+    def _warn_if_sqlite_on_a_cluster(self) -> None:
+        """SLURM jobs run on other machines: an SQLite file, and the lock beside it, are not
+        safe to share between machines (network file systems lock unreliably, if at all)."""
+        launcher = str(self.config.hydra.launcher.get("_target_", ""))
+        url = self.conf.storage
+        if launcher.endswith("SlurmLauncher") and url and database_file(url) is not None:
+            log.warning(
+                f"hydra.sweeper.storage={url}: SQLite is for one machine; SLURM jobs on other "
+                "nodes need a database server: hydra.sweeper.storage=postgresql://... "
+                "(sweeps/README.md)"
+            )
 
     def _rename_study(self, name: str) -> None:
         if name == self.conf.study_name:
@@ -74,13 +88,19 @@ class OptunaSweeper(Sweeper):
             return build_sampler(self.conf.sampler, search_space=_grid(self.params))
         return build_sampler(self.conf.sampler, trial_number)
 
-    def _ask(self, study: optuna.study.Study) -> optuna.trial.Trial:
-        """A new trial, drawn by a sampler seeded for its number when the sampler's seed
-        would otherwise replay earlier draws on resume (``tuning.SEEDED_PER_TRIAL``)."""
+    def _ask(
+        self, study: optuna.study.Study, space: dict[str, Suggest], fixed: Sequence[str]
+    ) -> tuple[optuna.trial.Trial, list[str]]:
+        """A new trial and its job's overrides, drawn by a sampler seeded for its number
+        when the sampler's seed would otherwise replay earlier draws on resume
+        (``tuning.SEEDED_PER_TRIAL``). Drawn at once, before the next ask: a trial draws
+        with ``study.sampler`` as it is then, so each trial of a batch (``n_jobs``) gets its
+        own seed, and the same parameters as one at a time."""
         if seeded_per_trial(self.conf.sampler):
             # under the study lock: the next trial's number is the number of trials so far
             study.sampler = self._sampler(trial_number=len(study.get_trials(deepcopy=False)))
-        return study.ask()
+        trial = study.ask()
+        return trial, self._job_overrides(trial, space, fixed)
 
     def _settings(self, space: Mapping[str, Suggest], fixed: Sequence[str]) -> dict[str, Any]:
         """The settings of this run's trial jobs: their config, composed as the launcher
@@ -126,7 +146,9 @@ class OptunaSweeper(Sweeper):
                 running = _count(study, (TrialState.RUNNING, TrialState.WAITING))
                 remaining = self.conf.n_trials - finished - running
                 if remaining > 0:
-                    trials = [self._ask(study) for _ in range(min(self.conf.n_jobs, remaining))]
+                    n = min(self.conf.n_jobs, remaining)
+                    asked = [self._ask(study, space, fixed) for _ in range(n)]
+                    trials, batch = [t for t, _ in asked], [o for _, o in asked]
                     numbers = [t.number for t in trials]
                     heartbeat = Heartbeat(
                         storage, study.study_name, numbers, self.conf.heartbeat_interval
@@ -140,15 +162,32 @@ class OptunaSweeper(Sweeper):
                 time.sleep(self.conf.heartbeat_interval)
                 continue
             with heartbeat:
-                batch = [self._job_overrides(t, space, fixed) for t in trials]
                 self.validate_batch_is_legal(batch)
-                returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+                returns = self._launch(batch, trials[0].number)
             for trial, ret in zip(trials, returns, strict=True):
                 self._tell(study, trial, ret, failures)
                 self._drop_checkpoints(study, sweep_dir)
             self._stop_if_failing(study, failures, sweep_dir, space)
         write_results(study, sweep_dir, space)
         return study
+
+    def _launch(self, batch: list[list[str]], first: int) -> list[JobReturn]:
+        """Run a batch of trial jobs; one result per job, a failed one when the launcher
+        itself raised. A trial's own error (a time-out included) comes back in its result;
+        the launcher raises when a job ended without one (submitit: killed, out of memory,
+        cancelled, its node lost), and then no result of the batch reaches us. Those trials
+        become FAIL at once: left RUNNING, they would hold the study until their heartbeats
+        went stale."""
+        try:
+            return list(self.launcher.launch(batch, initial_job_idx=first))
+        except Exception as exc:
+            log.error(f"trials {first}..{first + len(batch) - 1}: no result came back: {exc!r}")
+            # its first lines name the job and what became of it; the rest is its stderr
+            lost = RuntimeError(
+                f"job lost: {type(exc).__name__}: " + " ".join(str(exc).split("\n")[:2])
+            )
+            lost.__cause__ = exc
+            return [_failed_job(overrides, lost) for overrides in batch]
 
     def _stop_if_failing(
         self,
@@ -268,6 +307,13 @@ def _log_to(path: Path) -> Iterator[None]:
     finally:
         plugin.removeHandler(handler)
         handler.close()
+
+
+def _failed_job(overrides: Sequence[str], error: BaseException) -> JobReturn:
+    """The result of a job that the launcher could not bring back: it raises ``error``."""
+    ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+    ret.return_value = error
+    return ret
 
 
 def _count(study: optuna.study.Study, states: Sequence[TrialState]) -> int:
