@@ -75,6 +75,40 @@ def test_launcher_configs_compose_with_the_sweeper(tmp_path, launcher, target):
     assert type(instantiate(conf)).__name__ == target.split(".")[-1]
 
 
+# Run in a fresh interpreter where the submitit plugin cannot be imported, as for a user who
+# installed without the `scale` extra: Hydra's plugin scan imports our launchers module too.
+WITHOUT_SUBMITIT = """
+import importlib.abc, sys, warnings
+
+class NoSubmitit(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith(("hydra_plugins.hydra_submitit_launcher", "submitit")):
+            raise ImportError(f"no module named {name!r}")
+
+sys.meta_path.insert(0, NoSubmitit())
+import pkgutil
+walk = pkgutil.walk_packages  # Hydra's scan walks the installed plugins: leave it out there too
+pkgutil.walk_packages = lambda *a, **k: (m for m in walk(*a, **k) if "submitit" not in m.name)
+from hydra.core.plugins import Plugins
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    Plugins.instance()
+print("\\n".join(str(w.message) for w in caught))
+print("scanned:", *sorted(Plugins.instance().stats.modules_import_time))
+"""
+
+
+def test_without_the_scale_extra_hydra_starts_without_a_warning_from_our_plugin():
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_SUBMITIT], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warnings, scanned = proc.stdout.split("scanned:")
+    assert "hydra_plugins.hintcolor_optuna_sweeper.launchers" in scanned.split()
+    assert "submitit" not in scanned  # the simulation holds: no submitit plugin to import
+    assert "hintcolor_optuna_sweeper" not in warnings + proc.stderr
+
+
 def test_a_requeued_trial_resumes_only_from_an_existing_checkpoint(tmp_path):
     last = tmp_path / "last.ckpt"
     overrides = ["optimizer.lr=0.01", "+optuna.trial_number=3"]

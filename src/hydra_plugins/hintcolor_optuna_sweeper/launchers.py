@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
+
+try:
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
+        LocalLauncher,
+        SlurmLauncher,
+    )
+except ImportError:  # the `scale` extra is not installed (`make train` does not need it)
+    LocalLauncher = SlurmLauncher = None
 
 RESUME_KEY = "ckpt_path"
 
@@ -44,9 +51,13 @@ class _ResumeFromLastCheckpoint:
         return super().checkpoint(overrides, *args, **kwargs)  # type: ignore[misc]
 
 
-class ResumingLocalLauncher(_ResumeFromLastCheckpoint, LocalLauncher):
-    """``submitit_local``; a requeued trial resumes from its ``last.ckpt``."""
+# Defined only with the plugin installed: Hydra imports every module of hydra_plugins at start,
+# and a failed import would print a warning on every command of a user without the extra
+# (hydra/launcher=local|slurm then fail to compose, naming submitit_local/submitit_slurm).
+if LocalLauncher is not None and SlurmLauncher is not None:
 
+    class ResumingLocalLauncher(_ResumeFromLastCheckpoint, LocalLauncher):
+        """``submitit_local``; a requeued trial resumes from its ``last.ckpt``."""
 
-class ResumingSlurmLauncher(_ResumeFromLastCheckpoint, SlurmLauncher):
-    """``submitit_slurm``; a requeued (pre-empted) trial resumes from its ``last.ckpt``."""
+    class ResumingSlurmLauncher(_ResumeFromLastCheckpoint, SlurmLauncher):
+        """``submitit_slurm``; a requeued (pre-empted) trial resumes from its ``last.ckpt``."""
