@@ -1,5 +1,5 @@
 """What every entry point shares (hintcolor/cli.py): the repository root from any directory,
-and a mistyped key named with the closest valid one."""
+a mistyped key named with the closest valid one, and a missing scale extra named in one line."""
 
 import os
 import subprocess
@@ -8,7 +8,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-from hintcolor.cli import check_override_keys
+import hintcolor.cli
+from hintcolor.cli import check_override_keys, check_scale_extra
 
 
 @pytest.mark.parametrize(
@@ -45,6 +46,30 @@ def test_unknown_key_names_the_closest(config, args, message):
 )
 def test_valid_command_lines_pass(args):
     check_override_keys("train", args)
+
+
+@pytest.mark.parametrize(
+    ("config", "args", "missing"),
+    [
+        ("train", ["data=streaming", "data.train_shards=/s"], "litdata"),
+        ("train", ["-m", "hparams_search=optuna", "hydra/launcher=slurm"], "submitit"),
+        ("train", ["-m", "hydra/launcher=submitit_local", "data=folder,streaming"], "litdata"),
+        ("shard", ["data=folder", "output_dir=/s"], "litdata"),
+    ],
+)
+def test_a_missing_scale_extra_is_one_line(config, args, missing, monkeypatch):
+    # as on a machine where `make train` installed the project without the scale extra
+    monkeypatch.setattr(hintcolor.cli, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit) as stopped:
+        check_scale_extra(config, args)
+    text = str(stopped.value.code)
+    assert text.startswith(f"error: {missing}") and "\n" not in text and "scale extra" in text
+
+
+def test_commands_without_the_scale_extra_do_not_need_it(monkeypatch):
+    monkeypatch.setattr(hintcolor.cli, "find_spec", lambda name: None)
+    check_scale_extra("train", ["data=folder", "hydra/launcher=basic", "experiment=imagenet_ddp"])
+    check_scale_extra("eval", ["ckpt_path=x.ckpt"])
 
 
 def test_entry_point_finds_the_repository_from_anywhere(tmp_path):

@@ -12,6 +12,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,14 @@ CONF_DIR = ROOT / "conf"
 # Hydra flags that compose another config, or none: the keys are not checked then
 UNCHECKED_FLAGS = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
 UNCHECKED_FLAGS += ("--info", "--shell-completion", "-sc", "--experimental-rerun")
+# Choices that need the `scale` extra (pyproject.toml), which `make train` does not install:
+# group -> {option: the module it imports}
+SCALE_EXTRA = {
+    "hydra/launcher": dict.fromkeys(
+        ("local", "slurm", "submitit_local", "submitit_slurm"), "submitit"
+    ),
+    "data": {"streaming": "litdata"},
+}
 
 
 def use_repository_root() -> Path:
@@ -53,12 +62,29 @@ def hydra_entry_point(config_name: str) -> Callable[[TaskFunction], Callable[[],
 
         @functools.wraps(task)
         def main() -> Any:
+            check_scale_extra(config_name, sys.argv[1:])
             check_override_keys(config_name, sys.argv[1:])
             return run_task()
 
         return main
 
     return decorate
+
+
+def check_scale_extra(config_name: str, args: Sequence[str]) -> None:
+    """Exit with one line naming the missing package when the command needs the `scale`
+    extra (streaming shards, submitit launchers) and it is not installed; Hydra would fail
+    with a traceback about a config or a target it cannot load."""
+    needed = {"litdata"} if config_name == "shard" else set()
+    for arg in args:
+        group, _, option = arg.lstrip("+").partition("=")
+        needed |= {SCALE_EXTRA.get(group, {}).get(o) for o in option.split(",")} - {None}
+    missing = sorted(m for m in needed if find_spec(m) is None)
+    if missing:
+        raise SystemExit(
+            f"error: {', '.join(missing)} not installed: this command needs the scale extra "
+            f"(make install-scale installs it; docs/scale-out.md)"
+        )
 
 
 def check_override_keys(config_name: str, args: Sequence[str]) -> None:
