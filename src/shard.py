@@ -9,11 +9,14 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from hintcolor.cli import hydra_entry_point
-from hintcolor.data.shards import photo_source, shard_options, write_shards
 
 
 @hydra_entry_point("shard")
 def main(cfg: DictConfig) -> None:
+    # imported here: LitData is the scale extra's, and the entry point's check names it
+    # in one line when it is missing (hintcolor.cli.check_scale_extra)
+    from hintcolor.data.shards import photo_source, shard_options, write_shards
+
     if OmegaConf.is_missing(cfg, "output_dir"):
         raise SystemExit("error: output_dir: say where the shards go (a folder or an s3:// URL)")
     try:

@@ -66,6 +66,21 @@ def test_a_missing_scale_extra_is_one_line(config, args, missing, monkeypatch):
     assert text.startswith(f"error: {missing}") and "\n" not in text and "scale extra" in text
 
 
+def test_shard_entry_point_without_litdata_is_one_line(tmp_path):
+    # None in sys.modules: find_spec says "not installed" and an import fails, as without it
+    code = (
+        "import runpy, sys; sys.modules['litdata'] = None; "
+        f"sys.argv = ['shard.py', 'output_dir={tmp_path}']; "
+        f"runpy.run_path({str(ROOT / 'src' / 'shard.py')!r}, run_name='__main__')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        "error: litdata not installed: this command needs the scale extra "
+        "(make install-scale installs it; docs/scale-out.md)"
+    ]
+
+
 def test_commands_without_the_scale_extra_do_not_need_it(monkeypatch):
     monkeypatch.setattr(hintcolor.cli, "find_spec", lambda name: None)
     check_scale_extra("train", ["data=folder", "hydra/launcher=basic", "experiment=imagenet_ddp"])
