@@ -22,12 +22,12 @@ from hintcolor.data.dataset import collate_skip_failed
 from hintcolor.data.images import DEFAULT_MAX_PIXELS, find_images, load_rgb
 from hintcolor.data.vetting import (
     CACHE_NAME,
-    VetProgress,
     channel_difference,
     is_grayscale,
     log_report,
     scan_images,
 )
+from hintcolor.utils.progress import ProgressLog
 
 # Scans a folder in another process and prints how many files it decoded; with a 4th
 # argument, each decode started also appends a byte to that file (so that a killed scan's
@@ -217,7 +217,9 @@ def test_file_name_not_utf8_is_read_and_shown(tmp_path: Path, photo: Image.Image
 
 def test_progress_line_gives_rate_and_eta(caplog):
     now = [0.0]
-    progress = VetProgress(1000, every_percent=25, clock=lambda: now[0])
+    progress = ProgressLog(
+        vetting.log, 1000, "vetted", "photos", "files", every_percent=25, clock=lambda: now[0]
+    )
     with caplog.at_level("INFO"):
         now[0] = 1.0
         progress.advance(100)  # 10 %: quiet

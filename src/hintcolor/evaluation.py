@@ -19,7 +19,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -52,6 +51,7 @@ from hintcolor.models.hint_prior import push_pull
 from hintcolor.precision import autocast
 from hintcolor.tracking import tracked_runs
 from hintcolor.utils.memory import release_free_memory
+from hintcolor.utils.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,6 @@ def _references(cfg: DictConfig) -> tuple[str, ...]:
     if unknown:
         raise ConfigError(f"references must be a subset of {list(REFERENCES)}, got {unknown}")
     return refs
-
-
-def _duration(seconds: float) -> str:
-    return str(timedelta(seconds=round(seconds)))
 
 
 class EvalProgress:
@@ -111,8 +107,9 @@ class EvalProgress:
             self._task = self._bar.add_task("eval", total=self.total)
 
     def __enter__(self) -> EvalProgress:
-        self.start = self._last_line = self.clock()
-        self._next_percent = self.every_percent
+        # the clock starts here; off a terminal the lines come from a ProgressLog
+        every = {"every_percent": self.every_percent, "every_s": self.every_s}
+        self._lines = ProgressLog(log, self.total, "evaluated", "images", clock=self.clock, **every)
         if self._bar is not None:
             self._bar.start()
         return self
@@ -127,23 +124,8 @@ class EvalProgress:
         self.done += n
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done)
-            return
-        now = self.clock()
-        percent = 100.0 * self.done / self.total
-        if percent >= self._next_percent or now - self._last_line >= self.every_s:
-            self._last_line = now
-            while self._next_percent <= percent:
-                self._next_percent += self.every_percent
-            log.info(self.line(now))
-
-    def line(self, now: float) -> str:
-        elapsed = now - self.start
-        left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        eta = _duration(left) if self.done else "unknown"
-        return (
-            f"evaluated {self.done}/{self.total} images ({100 * self.done / self.total:.0f} %), "
-            f"{_duration(elapsed)} elapsed, ETA {eta}"
-        )
+        else:
+            self._lines.advance(n)
 
 
 def _hint_laws(cfg: DictConfig) -> dict[int, FixedHints]:

@@ -25,9 +25,8 @@ import multiprocessing
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -42,6 +41,7 @@ from hintcolor.data.images import (
     open_photo,
     shown,
 )
+from hintcolor.utils.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -310,47 +310,6 @@ class VerdictCache:
         self._inode, self.lines = self.path.stat().st_ino, len(self.entries)
 
 
-def _duration(seconds: float) -> str:
-    return str(timedelta(seconds=round(seconds)))
-
-
-class VetProgress:
-    """A log line every ``every_percent`` % or ``every_s`` seconds: done, files/s, ETA (a
-    scan of 1.3 M photos takes a while, and a batch job has no terminal for a bar)."""
-
-    def __init__(
-        self,
-        total: int,
-        every_percent: float = 10.0,
-        every_s: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.total, self.every_percent, self.every_s = total, every_percent, every_s
-        self.clock = clock
-        self.done = 0
-        self.start = self._last = clock()
-        self._next_percent = every_percent
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        now = self.clock()
-        percent = 100.0 * self.done / max(self.total, 1)
-        if percent >= self._next_percent or now - self._last >= self.every_s:
-            self._last = now
-            while self._next_percent <= percent:
-                self._next_percent += self.every_percent
-            log.info(self.line(now))
-
-    def line(self, now: float) -> str:
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.done / elapsed
-        eta = _duration((self.total - self.done) / rate) if self.done else "unknown"
-        return (
-            f"vetted {self.done}/{self.total} photos ({100 * self.done / max(self.total, 1):.0f} "
-            f"%), {rate:.0f} files/s, {_duration(elapsed)} elapsed, ETA {eta}"
-        )
-
-
 # In each vetting process: where _vet_chunk appends its lines (None: not cached).
 _output: int | None = None
 
@@ -401,7 +360,11 @@ def _vet_into_cache(
 ) -> dict[int, Verdict]:
     """Vet ``todo`` ((index, path, file id)), the verdicts appended to ``cache`` as they come."""
     chunks = [todo[i : i + CHUNK_FILES] for i in range(0, len(todo), CHUNK_FILES)]
-    progress = VetProgress(len(todo)) if len(todo) >= PROGRESS_MIN_FILES else None
+    progress = (
+        ProgressLog(log, len(todo), "vetted", "photos", "files")
+        if len(todo) >= PROGRESS_MIN_FILES
+        else None
+    )
     if progress:
         log.info(
             f"vetting {len(todo)} new photo(s) with {max(workers, 1)} process(es), cached in "
