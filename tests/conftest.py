@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,19 @@ def kodak_files() -> list[Path]:
     files = sorted(KODAK.rglob("*.jpg"))
     assert len(files) == 24
     return files
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server's URL (tests/postgres.py); the test skips without one."""
+    from postgres import postgres_server
+
+    with postgres_server() as url:
+        if url is None:
+            pytest.skip(
+                "PostgreSQL server not installed (apt-get install postgresql; .ci/run does)"
+            )
+        yield url
 
 
 @pytest.fixture

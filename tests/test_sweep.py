@@ -264,20 +264,11 @@ def test_ready_made_studies_compose_and_parse(study):
 
 
 @pytest.mark.slow
-def test_two_workers_on_postgresql(tmp_path):
-    from postgres import postgres_server
-
-    with postgres_server() as url:
-        if url is None:
-            pytest.skip(
-                "PostgreSQL server not installed (apt-get install postgresql; .ci/run does)"
-            )
-        storage = f"hydra.sweeper.storage='{url}'"
-        workers = [
-            _sweep(tmp_path, "hydra.sweeper.n_trials=5", storage, wait=False) for _ in range(2)
-        ]
-        for w in workers:
-            assert w.wait(timeout=600) == 0, w.stderr.read().decode()[-3000:]
-        trials = optuna.load_study(study_name=STUDY, storage=url).trials
-        assert sorted(t.number for t in trials) == [0, 1, 2, 3, 4]
-        assert all(t.state in DONE and t.value is not None for t in trials), trials
+def test_two_workers_on_postgresql(tmp_path, postgres_url):
+    storage = f"hydra.sweeper.storage='{postgres_url}'"
+    workers = [_sweep(tmp_path, "hydra.sweeper.n_trials=5", storage, wait=False) for _ in range(2)]
+    for w in workers:
+        assert w.wait(timeout=600) == 0, w.stderr.read().decode()[-3000:]
+    trials = optuna.load_study(study_name=STUDY, storage=postgres_url).trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3, 4]
+    assert all(t.state in DONE and t.value is not None for t in trials), trials

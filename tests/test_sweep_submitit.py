@@ -181,26 +181,19 @@ def test_submitit_local_sweep_on_sqlite(tmp_path):
 
 
 @pytest.mark.slow
-def test_submitit_local_sweep_on_postgresql(tmp_path):
-    from postgres import postgres_server
-
-    with postgres_server() as url:
-        if url is None:
-            pytest.skip(
-                "PostgreSQL server not installed (apt-get install postgresql; .ci/run does)"
-            )
-        started = time.time()
-        sweep = _sweep(
-            tmp_path,
-            "hydra/launcher=local",  # ours
-            "hydra.sweeper.n_trials=4",
-            "hydra.sweeper.n_jobs=2",
-            f"hydra.sweeper.storage='{url}'",
-        )
-        out = _finish(sweep, tmp_path)
-        assert sweep.returncode == 0, out
-        _check_finished_study(url, tmp_path / "optuna" / STUDY)
-        print(f"4 trials as submitit_local jobs on PostgreSQL: {time.time() - started:.0f} s")
+def test_submitit_local_sweep_on_postgresql(tmp_path, postgres_url):
+    started = time.time()
+    sweep = _sweep(
+        tmp_path,
+        "hydra/launcher=local",  # ours
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        f"hydra.sweeper.storage='{postgres_url}'",
+    )
+    out = _finish(sweep, tmp_path)
+    assert sweep.returncode == 0, out
+    _check_finished_study(postgres_url, tmp_path / "optuna" / STUDY)
+    print(f"4 trials as submitit_local jobs on PostgreSQL: {time.time() - started:.0f} s")
 
 
 def _descendants(pid: int) -> list[int]:
