@@ -128,13 +128,20 @@ class PhotoDataset(Dataset):
         if rgb is None:
             return None
         try:
-            if self.transform is not None:
-                rgb = self.transform(image=rgb)["image"]
+            return to_sample(rgb, self.transform, index)
         except Exception as exc:  # e.g. a photo smaller than a fixed-size crop
             self._report(index, exc, TRANSFORM_FAILED)
             return None
-        rgb = np.ascontiguousarray(rgb.transpose(2, 0, 1))
-        return torch.from_numpy(rgb), index
+
+
+def to_sample(
+    rgb: np.ndarray, transform: Callable[..., dict] | None, index: int
+) -> tuple[torch.Tensor, int]:
+    """A decoded photo (H, W, 3) through the augmentation ``transform`` (which may raise), as
+    the loaders yield it: (uint8 RGB (3, H, W), index)."""
+    if transform is not None:
+        rgb = transform(image=rgb)["image"]
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), index
 
 
 def seed_worker(worker_id: int) -> None:

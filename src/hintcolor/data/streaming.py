@@ -21,16 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from litdata import StreamingDataLoader, StreamingDataset
 from litdata.streaming.sampler import ChunkedIndex
 from torch.utils.data import DataLoader, Dataset
 
 from hintcolor.data.datamodule import DECODE_SIDE_FACTOR, STAGES, ColorizationDataModule
-from hintcolor.data.dataset import collate_skip_failed
+from hintcolor.data.dataset import collate_skip_failed, to_sample
 from hintcolor.data.hints import HintSimulator
-from hintcolor.data.images import allow_pixels, load_rgb, shown
+from hintcolor.data.images import load_rgb, shown
 from hintcolor.data.sampler import mix_seed
 from hintcolor.data.shards import IMAGE_KEY, INDEX_FILE, SOURCE_KEY
 
@@ -85,14 +84,12 @@ class PhotoShards(StreamingDataset):
             key = mix_seed(mix_seed(self.augment_seed, self.current_epoch), index)
             self.photo_transform.set_random_seed(key)
         try:
-            allow_pixels(self.max_pixels)  # here too: a worker may be a fresh process
-            rgb = load_rgb(io.BytesIO(item[IMAGE_KEY]), min_side=self.min_side)
-            if self.photo_transform is not None:
-                rgb = self.photo_transform(image=rgb)["image"]
+            photo = io.BytesIO(item[IMAGE_KEY])
+            rgb = load_rgb(photo, min_side=self.min_side, max_pixels=self.max_pixels)
+            return to_sample(rgb, self.photo_transform, index)
         except Exception as exc:  # any decoder error, or a photo smaller than a fixed crop
             self._report(index, item, exc)
             return None
-        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), index
 
     def _report(self, index: int, item: dict[str, Any], exc: Exception) -> None:
         if index not in self.skipped:
